@@ -1,0 +1,36 @@
+"""mtl_hf: multi-task fine-tuning of transformer sentence encoders on the Hugging Face stack."""
+
+from transformers import AutoConfig, AutoModel
+
+from .modeling import (
+    DEFAULT_BACKBONE,
+    POOLING_MODES,
+    TASK_TYPES,
+    MultiTaskConfig,
+    MultiTaskModel,
+    MultiTaskOutput,
+    MultiTaskPreTrainedModel,
+    resolve_backbone,
+)
+
+__version__ = "0.1.0"
+
+# The one place that registers the model with the Auto classes. `register_for_auto_class` also makes every
+# checkpoint carry `auto_map` and a copy of `mtl_hf/modeling/`, so it loads with `trust_remote_code=True`
+# where mtl_hf is not installed.
+AutoConfig.register(MultiTaskConfig.model_type, MultiTaskConfig, exist_ok=True)
+AutoModel.register(MultiTaskConfig, MultiTaskModel, exist_ok=True)
+MultiTaskConfig.register_for_auto_class()
+MultiTaskModel.register_for_auto_class("AutoModel")
+
+__all__ = [
+    "DEFAULT_BACKBONE",
+    "POOLING_MODES",
+    "TASK_TYPES",
+    "MultiTaskConfig",
+    "MultiTaskModel",
+    "MultiTaskOutput",
+    "MultiTaskPreTrainedModel",
+    "__version__",
+    "resolve_backbone",
+]
