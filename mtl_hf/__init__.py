@@ -13,6 +13,8 @@ from .modeling import (
     resolve_backbone,
 )
 
+from .loading import is_mtl_checkpoint, load_model
+
 __version__ = "0.1.0"
 
 # The one place that registers the model with the Auto classes. `register_for_auto_class` also makes every
@@ -32,5 +34,7 @@ __all__ = [
     "MultiTaskOutput",
     "MultiTaskPreTrainedModel",
     "__version__",
+    "is_mtl_checkpoint",
+    "load_model",
     "resolve_backbone",
 ]
