@@ -4,7 +4,6 @@ This file travels with every checkpoint (``trust_remote_code``): it imports only
 ``huggingface_hub`` and ``transformers``.
 """
 
-from __future__ import annotations
 
 from dataclasses import fields
 from typing import Any
