@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from transformers import HfArgumentParser
 
 from .training_args import MultiTaskTrainingArguments
 
@@ -142,8 +141,15 @@ def load_run_config(
     values = {k: _coerce(k, v, hints.get(k, Any)) for k, v in values.items()}
     if not values.get("tasks"):
         raise ValueError("The run config lists no `tasks`; add at least one task entry.")
-    model_args, data_args, training_args = HfArgumentParser(RUN_DATACLASSES).parse_dict(values)
+    # As `HfArgumentParser.parse_dict`, without building an argparse parser (it cannot express `tasks`).
+    model_args, data_args, training_args = (
+        cls(**{k: v for k, v in values.items() if k in _init_names(cls)}) for cls in RUN_DATACLASSES
+    )
     return model_args, data_args, training_args
+
+
+def _init_names(cls: type) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls) if f.init}
 
 
 def resolved_config(*args_objects: Any) -> dict[str, Any]:

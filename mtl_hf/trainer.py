@@ -110,7 +110,7 @@ class MultiTaskTrainer(Trainer):
             batch_sampler=sampler,
             collate_fn=self.data_collator,
             num_workers=self.args.dataloader_num_workers,
-            pin_memory=self.args.dataloader_pin_memory,
+            pin_memory=self.args.dataloader_pin_memory and torch.cuda.is_available(),
             persistent_workers=self.args.dataloader_persistent_workers and self.args.dataloader_num_workers > 0,
             worker_init_fn=partial(
                 seed_worker, num_workers=self.args.dataloader_num_workers, rank=self.args.process_index
@@ -223,7 +223,7 @@ class MultiTaskTrainer(Trainer):
         losses = [m["loss"] for m in per_task.values() if "loss" in m]
         if losses:
             metrics[f"{metric_key_prefix}_loss"] = sum(losses) / len(losses)
-        metrics[f"{metric_key_prefix}_average"] = average_score(per_task, self.task_specs)
+        metrics[f"{metric_key_prefix}_average"] = average_score(per_task, self.task_specs.values())
         num_samples = sum(len(ds) for ds in datasets.values())
         metrics.update(
             speed_metrics(

@@ -1,7 +1,7 @@
 """`MultiTaskTrainingArguments`: the Trainer's arguments plus the multi-task knobs.
 
 > Defaults that differ from `TrainingArguments`: `label_names=["labels"]` (P2), `ddp_find_unused_parameters=True`
-> (P6), `ddp_broadcast_buffers=False`, `gradient_checkpointing_kwargs={"use_reentrant": False}` (P6),
+> (P6), `ddp_broadcast_buffers=False`, non-reentrant activation checkpointing (P6),
 > `group_by_length=True` (length-grouped batches inside each task), `report_to="none"`.
 """
 
@@ -82,10 +82,6 @@ class MultiTaskTrainingArguments(TrainingArguments):
         default=True, metadata={"help": "Needed with one task per batch: other heads get no gradient (P6)."}
     )
     ddp_broadcast_buffers: bool | None = field(default=False, metadata={"help": "See sentence-transformers."})
-    gradient_checkpointing_kwargs: dict | str | None = field(
-        default_factory=lambda: {"use_reentrant": False},
-        metadata={"help": "Non-reentrant checkpointing works with unused parameters under DDP (P6)."},
-    )
     report_to: None | str | list[str] = field(default="none", metadata={"help": "Integrations to report to."})
 
     def __post_init__(self):
@@ -104,3 +100,8 @@ class MultiTaskTrainingArguments(TrainingArguments):
             self.metric_for_best_model = "average"
             self.greater_is_better = True
         super().__post_init__()
+        # Non-reentrant checkpointing works with unused parameters under DDP (P6); the field was renamed in 5.x.
+        name = "activation_checkpointing_kwargs" if hasattr(self, "activation_checkpointing_kwargs") else None
+        name = name or "gradient_checkpointing_kwargs"
+        if getattr(self, name) is None:
+            setattr(self, name, {"use_reentrant": False})
