@@ -90,6 +90,7 @@ class MultiTaskTrainer(Trainer):
             raise ValueError("MultiTaskTrainer: training requires a train_dataset.")
         datasets = list(self.train_dataset.values())
         drop_last = self.args.dataloader_drop_last
+        group_by_length = self.args.train_sampling_strategy == "group_by_length"
         if self.args.world_size > 1 and not drop_last:
             logger.warning("Setting dataloader_drop_last=True: every process needs full batches of the same task.")
             drop_last = True
@@ -102,8 +103,8 @@ class MultiTaskTrainer(Trainer):
             drop_last=drop_last,
             num_processes=self.args.world_size,
             mixed=self.args.mixed_task_batches,
-            lengths=[_lengths(ds) for ds in datasets] if self.args.group_by_length else None,
-            group_by_length=self.args.group_by_length,
+            lengths=[_lengths(ds) for ds in datasets] if group_by_length else None,
+            group_by_length=group_by_length,
         )
         loader = DataLoader(
             ConcatDataset(datasets),

@@ -2,7 +2,7 @@
 
 > Defaults that differ from `TrainingArguments`: `label_names=["labels"]` (P2), `ddp_find_unused_parameters=True`
 > (P6), `ddp_broadcast_buffers=False`, non-reentrant activation checkpointing (P6),
-> `group_by_length=True` (length-grouped batches inside each task), `report_to="none"`.
+> `train_sampling_strategy="group_by_length"` (length-grouped batches inside each task), `report_to="none"`.
 """
 
 from __future__ import annotations
@@ -74,8 +74,11 @@ class MultiTaskTrainingArguments(TrainingArguments):
     sampling_temperature: float = field(default=2.0, metadata={"help": "T for temperature sampling (p ~ n^(1/T))."})
     mixed_task_batches: bool = field(default=False, metadata={"help": "Mix tasks inside a batch."})
     pad_to_multiple_of: int | None = field(default=None, metadata={"help": "Pad batches to a multiple of this."})
-    group_by_length: bool = field(
-        default=True, metadata={"help": "Group samples of similar length inside each task to cut padding."}
+    train_sampling_strategy: str = field(
+        default="group_by_length",
+        metadata={
+            "help": "Order inside each task: 'group_by_length' (batches of similar length, less padding) or 'random'."
+        },
     )
     label_names: list[str] | None = field(default_factory=lambda: ["labels"], metadata={"help": "Label keys."})
     ddp_find_unused_parameters: bool | None = field(
@@ -90,6 +93,11 @@ class MultiTaskTrainingArguments(TrainingArguments):
         valid = [s.value for s in TaskSamplingStrategy]
         if self.task_sampling not in valid:
             raise ValueError(f"`task_sampling` must be one of {valid}, got {self.task_sampling!r}.")
+        if self.train_sampling_strategy not in ("group_by_length", "random"):
+            raise ValueError(
+                "`train_sampling_strategy` must be 'group_by_length' or 'random' for MultiTaskTrainer, "
+                f"got {self.train_sampling_strategy!r}."
+            )
         if self.layer_lr_decay is not None and self.layer_lr_groups:
             raise ValueError("Set either `layer_lr_decay` or `layer_lr_groups`, not both.")
         if self.layer_lr_decay is not None and not 0.0 < self.layer_lr_decay <= 1.0:

@@ -1,0 +1,5 @@
+"""The bundled `classification` metric; `evaluate.load` reads `classification.py` in this folder."""
+
+from .classification import Classification
+
+__all__ = ["Classification"]
