@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .modeling import MultiTaskConfig, MultiTaskModel, resolve_backbone
+from .modeling import MultiTaskConfig, MultiTaskModel
 
 
 def is_mtl_checkpoint(name_or_path: str | os.PathLike | None) -> bool:
@@ -44,13 +44,7 @@ def load_model(
         if normalize is not None:
             model.config.normalize = normalize
         return model
-    if (
-        name_or_path is not None
-        and not Path(name_or_path).exists()
-        and resolve_backbone(name_or_path) == str(name_or_path)
-        and os.sep in str(name_or_path)
-        and str(name_or_path).startswith((".", "/"))
-    ):
+    if name_or_path is not None and str(name_or_path).startswith((".", "/")) and not Path(name_or_path).exists():
         raise FileNotFoundError(f"Model folder {name_or_path} does not exist.")
     return MultiTaskModel.from_backbone(
         name_or_path, tasks=list(tasks), pooling=pooling, normalize=normalize, **kwargs

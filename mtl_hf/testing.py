@@ -40,6 +40,8 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
         sep_token="[SEP]",
         mask_token="[MASK]",
         model_max_length=64,
+        # BERT-style: return segment ids, so pair inputs reach the backbone as they do with real BERT tokenizers.
+        model_input_names=["input_ids", "token_type_ids", "attention_mask"],
     )
 
 
@@ -66,7 +68,9 @@ def tiny_encoder_config(architecture: str = "bert", vocab_size: int = 99) -> dic
             num_attention_heads=4,
             intermediate_size=37,
             max_position_embeddings=70,
-            pad_token_id=1,
+            # Match `tiny_tokenizer`'s [PAD] (id 0): RoBERTa derives position ids from this id and zeroes its
+            # embedding, so id 1 would turn the tiny tokenizer's [UNK] into padding.
+            pad_token_id=0,
         )
     else:
         raise ValueError(f"Unknown tiny architecture {architecture!r}; choose bert, distilbert or roberta.")

@@ -4,7 +4,8 @@ This file travels with every checkpoint (``trust_remote_code``): it imports only
 ``huggingface_hub`` and ``transformers``.
 """
 
-
+# No `from __future__ import annotations` here: `@strict` validates field types from the annotations, and
+# string annotations would silently turn that validation off.
 from dataclasses import fields
 from typing import Any
 
@@ -109,7 +110,7 @@ class MultiTaskConfig(PreTrainedConfig):
     pooling: str = "mean"
     projection_dim: int | None = None
     normalize: bool = False
-    head_dropout: float = 0.1
+    head_dropout: float | int = 0.1
     max_seq_length: int | None = None
     backbone_name_or_path: str | None = None
 

@@ -41,8 +41,11 @@ def resolve_max_length(model: MultiTaskModel, max_length: int | None) -> int:
         return max_length
     if model.config.max_seq_length:
         return model.config.max_seq_length
-    limits = [getattr(model.config.encoder_config, "max_position_embeddings", None), model.tokenizer.model_max_length]
-    return min(int(v) for v in limits if v and v < 1_000_000) if any(limits) else 512
+    limits = [
+        getattr(model.config.encoder_config, "max_position_embeddings", None),
+        getattr(model.tokenizer, "model_max_length", None),  # no tokenizer: `tokenize` raises the helpful error
+    ]
+    return min((int(v) for v in limits if v and v < 1_000_000), default=512)
 
 
 def tokenize(model: MultiTaskModel, texts: list[Text], max_length: int, offsets: bool = False):

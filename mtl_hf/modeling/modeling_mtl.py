@@ -21,7 +21,7 @@ from torch.nn import functional as F
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import ModelOutput, logging
 
-from .configuration_mtl import MultiTaskConfig
+from .configuration_mtl import POOLING_MODES, MultiTaskConfig
 from .heads import IGNORE_INDEX, build_head
 from .inference import decode_predictions, encode_sorted, prepare_texts
 from .pooling import Pooler
@@ -225,6 +225,7 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         it has them (mean pooling, no normalisation otherwise).
         """
         source = resolve_backbone(name_or_path)
+        _check_backbone_folder(source)
         backbone = AutoModel.from_pretrained(source, **backbone_kwargs)
         st_settings = _sentence_transformers_settings(source)
         tokenizer = AutoTokenizer.from_pretrained(source)
@@ -253,11 +254,13 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args: Any, **kwargs: Any):
         """`PreTrainedModel.from_pretrained`, plus the tokenizer saved beside the weights (if any)."""
-        _check_checkpoint_folder(pretrained_model_name_or_path)
-        model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        _check_checkpoint_folder(Path(pretrained_model_name_or_path) / (kwargs.get("subfolder") or ""))
+        loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        # `output_loading_info=True` returns `(model, loading_info)`.
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
         if isinstance(model, MultiTaskModel) and model.tokenizer is None:
             model.tokenizer = _load_tokenizer_if_present(pretrained_model_name_or_path, kwargs)
-        return model
+        return loaded
 
     def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> None:
         """`PreTrainedModel.save_pretrained` plus the attached tokenizer."""
@@ -329,6 +332,17 @@ def _backbone_from_config(encoder_config) -> PreTrainedModel:
         return AutoModel.from_config(encoder_config)
 
 
+_ST_POOLING_FLAGS = (
+    ("pooling_mode_cls_token", "cls"),
+    ("pooling_mode_max_tokens", "max"),
+    ("pooling_mode_mean_sqrt_len_tokens", "mean_sqrt_len"),
+    ("pooling_mode_mean_tokens", "mean"),
+    ("pooling_mode_weightedmean_tokens", "weightedmean"),
+    ("pooling_mode_lasttoken", "lasttoken"),
+)
+_ST_POOLING_NAMES = {"mean_sqrt_len_tokens": "mean_sqrt_len"}
+
+
 def _sentence_transformers_settings(source: str) -> dict[str, Any]:
     """Pooling, normalisation and max length from a local sentence-transformers folder, if it is one."""
     folder = Path(source)
@@ -341,18 +355,32 @@ def _sentence_transformers_settings(source: str) -> dict[str, Any]:
         pooling_file = folder / module.get("path", "") / "config.json"
         if module.get("type", "").endswith("Pooling") and pooling_file.is_file():
             pooling = json.loads(pooling_file.read_text())
-            for key, mode in (
-                ("pooling_mode_cls_token", "cls"),
-                ("pooling_mode_max_tokens", "max"),
-                ("pooling_mode_mean_sqrt_len_tokens", "mean_sqrt_len"),
-                ("pooling_mode_mean_tokens", "mean"),
-            ):
-                if pooling.get(key):
-                    settings["pooling"] = mode
+            # sentence-transformers >= 6 writes `"pooling_mode": "cls"` (or a list); older versions one flag per mode.
+            modes = pooling.get("pooling_mode") or []
+            modes = [modes] if isinstance(modes, str) else list(modes)
+            modes += [mode for key, mode in _ST_POOLING_FLAGS if pooling.get(key)]
+            modes = [_ST_POOLING_NAMES.get(mode, mode) for mode in dict.fromkeys(modes)]
+            if len(modes) == 1 and modes[0] in POOLING_MODES:
+                settings["pooling"] = modes[0]
+            elif modes:
+                logger.warning(
+                    f"{pooling_file} asks for pooling {modes}, which mtl_hf does not support; 'mean' is used "
+                    f"unless you pass `pooling=` (one of {POOLING_MODES})."
+                )
     st_config = folder / "sentence_bert_config.json"
     if st_config.is_file():
         settings["max_seq_length"] = json.loads(st_config.read_text()).get("max_seq_length")
     return settings
+
+
+def _check_backbone_folder(source: str) -> None:
+    """Name the problem with a local backbone path, where transformers would talk about repo ids or `model_type`."""
+    folder = Path(source).expanduser()
+    looks_local = folder.is_absolute() or source.startswith((".", "~"))
+    if looks_local and not folder.exists():
+        raise OSError(f"Backbone path {source} does not exist; pass an existing model folder or a Hub name.")
+    if folder.is_dir() and not (folder / "config.json").is_file():
+        raise OSError(f"Backbone folder {source} has no config.json; is it a Hugging Face model folder?")
 
 
 def _check_checkpoint_folder(path: str | os.PathLike) -> None:
@@ -378,14 +406,14 @@ def _check_checkpoint_folder(path: str | os.PathLike) -> None:
 
 
 def _load_tokenizer_if_present(path: str | os.PathLike, kwargs: dict) -> PreTrainedTokenizerBase | None:
-    local = Path(path)
+    local = Path(path) / (kwargs.get("subfolder") or "")
     if local.is_dir() and not any(
         (local / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
     ):
         return None
     passthrough = {
         k: kwargs[k]
-        for k in ("revision", "token", "cache_dir", "local_files_only", "trust_remote_code")
+        for k in ("revision", "token", "cache_dir", "local_files_only", "trust_remote_code", "subfolder")
         if k in kwargs
     }
     try:
