@@ -2,6 +2,7 @@
 
 from transformers import AutoConfig, AutoModel
 
+from .loading import is_mtl_checkpoint, load_model
 from .modeling import (
     DEFAULT_BACKBONE,
     POOLING_MODES,
@@ -12,8 +13,6 @@ from .modeling import (
     MultiTaskPreTrainedModel,
     resolve_backbone,
 )
-
-from .loading import is_mtl_checkpoint, load_model
 
 __version__ = "0.1.0"
 

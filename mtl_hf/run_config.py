@@ -37,6 +37,18 @@ class ModelArguments:
     projection_dim: int | None = field(default=None, metadata={"help": "Optional projection of the pooled vector."})
     head_dropout: float = field(default=0.1, metadata={"help": "Dropout before each task head."})
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow custom code from the Hub."})
+    freeze: str | list | dict | None = field(
+        default=None,
+        metadata={
+            "help": "none | all | backbone | embeddings | {layers_below: N} | {heads: [names]}, or a list of these."
+        },
+    )
+    peft: dict | None = field(
+        default=None, metadata={"help": "LoRA on the backbone: {method: lora, r, alpha, dropout, target_modules}."}
+    )
+    loss_weighting: str = field(
+        default="static", metadata={"help": "static (loss_weight per task) or uncertainty (Kendall et al., 2018)."}
+    )
 
 
 @dataclass
@@ -74,7 +86,8 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
         if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union
         else (annotation,)
     )
-    if value.lower() in ("none", "null") and type(None) in options:
+    # A string field keeps "none" (e.g. `report_to: none`, the Trainer's "no integrations"); YAML's null is None.
+    if value.lower() in ("none", "null") and type(None) in options and str not in options:
         return None
     for option in options:
         if option is bool and value.lower() in ("true", "false", "yes", "no", "1", "0"):

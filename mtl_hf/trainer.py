@@ -22,6 +22,7 @@ from transformers.trainer_utils import seed_worker, speed_metrics
 
 from .data.collator import MultiTaskDataCollator
 from .data.sampler import MultiTaskBatchSampler
+from .freezing import GradualUnfreezeCallback, UnfreezeSchedule
 from .metrics import average_score, make_compute_metrics
 from .optim import build_param_groups, format_group_table
 from .training_args import MultiTaskTrainingArguments
@@ -77,6 +78,9 @@ class MultiTaskTrainer(Trainer):
             processing_class=tokenizer,
             **kwargs,
         )
+        schedule = UnfreezeSchedule.from_dict(args.gradual_unfreezing)
+        if schedule is not None:
+            self.add_callback(GradualUnfreezeCallback(schedule))
         self.task_specs = {task["name"]: task for task in config.tasks}
         self.task_metrics = dict(task_metrics or {})
         self._task_loss_sums: dict[str, torch.Tensor] = {}
@@ -178,8 +182,12 @@ class MultiTaskTrainer(Trainer):
         return (loss, outputs) if return_outputs else loss
 
     def combine_task_losses(self, task_losses: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """Static weighting: `sum(loss_weight[task] * loss[task])` over the tasks present."""
-        return sum(self.task_specs[name]["loss_weight"] * loss for name, loss in task_losses.items())
+        """The weighted sum over the tasks present, as the model's `loss_weighting` says (static or uncertainty)."""
+        return _base_model(self.accelerator.unwrap_model(self.model)).combine_task_losses(dict(task_losses))
+
+    def get_decay_parameter_names(self, model: nn.Module) -> list[str]:
+        """The Trainer's rule (no decay for bias/LayerNorm), and none for the uncertainty log-variances."""
+        return [name for name in super().get_decay_parameter_names(model) if "task_log_vars" not in name]
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         """Add the mean loss of each task since the last training log as `loss_<task>`."""
@@ -187,6 +195,9 @@ class MultiTaskTrainer(Trainer):
             for name, total in self._task_loss_sums.items():
                 logs[f"loss_{name}"] = round(float(total) / self._task_loss_counts[name], 4)
             self._task_loss_sums, self._task_loss_counts = {}, {}
+            base = _base_model(self.accelerator.unwrap_model(self.model))
+            if base.config.loss_weighting == "uncertainty":
+                logs.update({f"weight_{k}": round(v, 4) for k, v in base.task_loss_weights().items()})
         super().log(logs, start_time)
 
     # ------------------------------------------------------------------ evaluation
@@ -265,12 +276,20 @@ def _check_task_datasets(role: str, datasets: Mapping[str, Dataset] | None, task
         if len(dataset) == 0:
             raise ValueError(f"`{role}` for task {name!r} is empty; check its data files and splits.")
         expected = task_names.index(name)
-        first = dataset[0].get("task_ids") if hasattr(dataset[0], "get") else None
-        if first is not None and int(first) != expected:
+        wrong = sorted(i for i in _task_id_values(dataset) if i != expected)
+        if wrong:
             raise ValueError(
-                f"`{role}` for task {name!r} has task_ids={int(first)} but the model's id for it is {expected}; "
+                f"`{role}` for task {name!r} has task_ids={wrong[0]} but the model's id for it is {expected}; "
                 "tokenise with the model's task order."
             )
+
+
+def _task_id_values(dataset: Dataset) -> set[int]:
+    """The distinct `task_ids` of a dataset: every row of a `datasets.Dataset` (one Arrow pass), else the first."""
+    if hasattr(dataset, "unique") and hasattr(dataset, "column_names"):
+        return {int(i) for i in dataset.unique("task_ids")} if "task_ids" in dataset.column_names else set()
+    first = dataset[0].get("task_ids") if hasattr(dataset[0], "get") else None
+    return set() if first is None else {int(first)}
 
 
 def _lengths(dataset: Dataset) -> list[int]:

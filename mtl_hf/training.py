@@ -14,9 +14,12 @@ from typing import Any
 
 import yaml
 from datasets import DatasetDict
+from peft import PeftModel
 
 from .data import MultiTaskDatasets, TaskDataConfig, load_task_splits, parse_task_configs, preprocess_task
+from .freezing import apply_freeze, count_parameters
 from .loading import is_mtl_checkpoint, load_model
+from .lora import apply_lora, merge_lora, save_lora
 from .modeling import MultiTaskModel
 from .reporting import format_metrics_table
 from .run_config import DataArguments, ModelArguments, resolved_config
@@ -52,6 +55,13 @@ def build_model(model_args: ModelArguments, tasks: list[TaskDataConfig]) -> Mult
     if is_mtl_checkpoint(model_args.model_name_or_path):
         model = load_model(model_args.model_name_or_path, pooling=model_args.pooling, normalize=model_args.normalize)
         check_tasks_match(model, specs, model_args.model_name_or_path)
+        for spec in specs:  # this run's loss weights, not the ones the checkpoint was trained with
+            model.config.get_task(spec["name"])["loss_weight"] = spec["loss_weight"]
+        if model.config.loss_weighting != model_args.loss_weighting:
+            raise ValueError(
+                f"Checkpoint {model_args.model_name_or_path} uses loss_weighting={model.config.loss_weighting!r}, "
+                f"the config asks for {model_args.loss_weighting!r}; loss weighting is fixed when a model is created."
+            )
         return model
     return load_model(
         model_args.model_name_or_path,
@@ -60,6 +70,7 @@ def build_model(model_args: ModelArguments, tasks: list[TaskDataConfig]) -> Mult
         normalize=model_args.normalize,
         projection_dim=model_args.projection_dim,
         head_dropout=model_args.head_dropout,
+        loss_weighting=model_args.loss_weighting,
         trust_remote_code=model_args.trust_remote_code,
     )
 
@@ -107,9 +118,13 @@ def run_training(
     """Load and check data, build the model, train, evaluate (validation and test), save model and results."""
     tasks, raw = load_tasks(data_args, training_args.seed)
     model = build_model(model_args, tasks)
-    datasets = tokenize_tasks(model, tasks, raw, data_args.max_length, training_args)
+    apply_freeze(model, model_args.freeze)
+    if model_args.peft:
+        model = apply_lora(model, **model_args.peft)
+    datasets = tokenize_tasks(_base(model), tasks, raw, data_args.max_length, training_args)
     if not datasets.train:
         raise ValueError("No task has a train split; add `train` to `data_files` (or `splits`) of a task.")
+    trainable, total = count_parameters(model)
     trainer = MultiTaskTrainer(
         model=model,
         args=training_args,
@@ -117,19 +132,41 @@ def run_training(
         eval_dataset=datasets.validation or None,
         processing_class=model.tokenizer,
     )
-    train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    metrics = {f"train_{k}" if not k.startswith("train_") else k: v for k, v in train_result.metrics.items()}
+    metrics: dict[str, float] = {"trainable_parameters": trainable, "total_parameters": total}
+    if trainable == 0 and not training_args.gradual_unfreezing:
+        logger.warning(
+            "Nothing is trainable (freeze=%r leaves 0 of %d parameters): skipping training; evaluating and saving the "
+            "model as it is (zero-shot heads).",
+            model_args.freeze,
+            total,
+        )
+    else:
+        train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+        metrics.update({k if k.startswith("train_") else f"train_{k}": v for k, v in train_result.metrics.items()})
     if datasets.validation:
         metrics.update(trainer.evaluate(datasets.validation, metric_key_prefix="eval"))
     if datasets.test:
         metrics.update(trainer.evaluate(datasets.test, metric_key_prefix="test"))
     output_dir = Path(training_args.output_dir)
     if trainer.is_world_process_zero():
-        trainer.save_model(str(output_dir))
+        save_trained_model(trainer.model, output_dir)
         write_run_files(output_dir, metrics, model_args, data_args, training_args, tasks)
         print(format_metrics_table(metrics, [t.name for t in tasks]))
         print(f"Saved model, tokenizer, eval_results.json and run_config.yaml to {output_dir}")
     return TrainingRun(model=trainer.model, trainer=trainer, metrics=metrics, output_dir=output_dir)
+
+
+def save_trained_model(model: MultiTaskModel | PeftModel, output_dir: Path) -> None:
+    """Save for `AutoModel.from_pretrained`; a LoRA run saves adapters + heads, and the merged model in `merged/`."""
+    if isinstance(model, PeftModel):
+        save_lora(model, output_dir)
+        merge_lora(model).save_pretrained(output_dir / "merged")
+    else:
+        model.save_pretrained(output_dir)
+
+
+def _base(model: MultiTaskModel | PeftModel) -> MultiTaskModel:
+    return model.get_base_model() if isinstance(model, PeftModel) else model
 
 
 def run_evaluation(model_path: str, data_args: DataArguments, training_args: MultiTaskTrainingArguments) -> dict:
@@ -138,13 +175,16 @@ def run_evaluation(model_path: str, data_args: DataArguments, training_args: Mul
     model = load_model(model_path)
     check_tasks_match(model, [task.model_task_spec() for task in tasks], model_path)
     datasets = tokenize_tasks(model, tasks, raw, data_args.max_length, training_args)
-    trainer = MultiTaskTrainer(model=model, args=training_args, processing_class=model.tokenizer)
-    metrics: dict[str, float] = {}
-    for prefix, split in (("eval", datasets.validation), ("test", datasets.test)):
-        if split:
-            metrics.update(trainer.evaluate(split, metric_key_prefix=prefix))
-    if not metrics:
+    splits = [(prefix, split) for prefix, split in (("eval", datasets.validation), ("test", datasets.test)) if split]
+    if not splits:
         raise ValueError("None of the configured tasks has a validation or test split to evaluate on.")
+    # An eval_dataset keeps the Trainer from rejecting a run config's `eval_strategy: epoch` (a training setting).
+    trainer = MultiTaskTrainer(
+        model=model, args=training_args, eval_dataset=splits[0][1], processing_class=model.tokenizer
+    )
+    metrics: dict[str, float] = {}
+    for prefix, split in splits:
+        metrics.update(trainer.evaluate(split, metric_key_prefix=prefix))
     print(format_metrics_table(metrics, [t.name for t in tasks]))
     return metrics
 

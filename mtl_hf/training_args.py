@@ -14,6 +14,7 @@ from typing import Any
 from transformers import TrainingArguments
 
 from .data.sampler import TaskSamplingStrategy
+from .freezing import UnfreezeSchedule
 
 
 def _as_mapping(value: Any, name: str) -> dict | None:
@@ -74,6 +75,13 @@ class MultiTaskTrainingArguments(TrainingArguments):
     sampling_temperature: float = field(default=2.0, metadata={"help": "T for temperature sampling (p ~ n^(1/T))."})
     mixed_task_batches: bool = field(default=False, metadata={"help": "Mix tasks inside a batch."})
     pad_to_multiple_of: int | None = field(default=None, metadata={"help": "Pad batches to a multiple of this."})
+    gradual_unfreezing: dict | str | bool | None = field(
+        default=None,
+        metadata={
+            "help": "Heads first, then the encoder top-down: {layers_per_stage: 1, every_epochs: 1} "
+            "or {layers_per_stage: 2, every_steps: 100}."
+        },
+    )
     train_sampling_strategy: str = field(
         default="group_by_length",
         metadata={
@@ -90,6 +98,9 @@ class MultiTaskTrainingArguments(TrainingArguments):
     def __post_init__(self):
         self.layer_lr_groups = _as_mapping(self.layer_lr_groups, "layer_lr_groups")
         self.learning_rate_mapping = _as_mapping(self.learning_rate_mapping, "learning_rate_mapping")
+        if isinstance(self.gradual_unfreezing, str):
+            self.gradual_unfreezing = _as_mapping(self.gradual_unfreezing, "gradual_unfreezing")
+        UnfreezeSchedule.from_dict(self.gradual_unfreezing)  # validates early
         valid = [s.value for s in TaskSamplingStrategy]
         if self.task_sampling not in valid:
             raise ValueError(f"`task_sampling` must be one of {valid}, got {self.task_sampling!r}.")

@@ -20,6 +20,7 @@ logger = logging.get_logger(__name__)
 POOLING_MODES = ("mean", "cls", "max", "mean_sqrt_len")
 TASK_TYPES = ("classification", "token_classification", "regression")
 TASK_KEYS = ("name", "type", "labels", "loss_weight")
+LOSS_WEIGHTINGS = ("static", "uncertainty")
 
 # Keys that `PreTrainedConfig.__post_init__` consumes without declaring them as dataclass fields.
 _BASE_CONFIG_KWARGS = {
@@ -99,6 +100,10 @@ class MultiTaskConfig(PreTrainedConfig):
             Truncation length used by `encode` / `predict`; defaults to the tokenizer's limit.
         backbone_name_or_path (`str`, *optional*):
             Where the backbone weights came from (provenance only).
+        loss_weighting (`str`, *optional*, defaults to `"static"`):
+            `static`: loss = sum of `loss_weight * task_loss`. `uncertainty` (Kendall et al., 2018): learned
+            log-variances `s_t`, loss = sum of `loss_weight * (c_t * exp(-s_t) * task_loss + s_t / 2)` with
+            `c_t` = 1 for classification and 1/2 for regression.
     """
 
     model_type = "mtl_hf"
@@ -113,6 +118,7 @@ class MultiTaskConfig(PreTrainedConfig):
     head_dropout: float | int = 0.1
     max_seq_length: int | None = None
     backbone_name_or_path: str | None = None
+    loss_weighting: str = "static"
 
     def __post_init__(self, **kwargs):
         known = _BASE_CONFIG_KWARGS | set(GenerationConfig._get_default_generation_params())
@@ -134,6 +140,8 @@ class MultiTaskConfig(PreTrainedConfig):
             raise ValueError(f"`projection_dim` must be a positive integer or None, got {self.projection_dim!r}.")
         if not 0.0 <= self.head_dropout < 1.0:
             raise ValueError(f"`head_dropout` must be in [0, 1), got {self.head_dropout!r}.")
+        if self.loss_weighting not in LOSS_WEIGHTINGS:
+            raise ValueError(f"`loss_weighting` must be one of {LOSS_WEIGHTINGS}, got {self.loss_weighting!r}.")
         if self.max_seq_length is not None and self.max_seq_length <= 0:
             raise ValueError(f"`max_seq_length` must be a positive integer or None, got {self.max_seq_length!r}.")
         super().__post_init__(**kwargs)

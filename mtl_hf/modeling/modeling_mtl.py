@@ -63,6 +63,8 @@ class MultiTaskPreTrainedModel(PreTrainedModel):
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, MultiTaskModel) and getattr(module, "task_log_vars", None) is not None:
+            module.task_log_vars.zero_()
         std = getattr(self.config.encoder_config, "initializer_range", None) or 0.02
         if isinstance(module, nn.Linear):
             module.weight.normal_(mean=0.0, std=std)
@@ -95,6 +97,8 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
                 for task in config.tasks
             }
         )
+        if config.loss_weighting == "uncertainty":
+            self.task_log_vars = nn.Parameter(torch.zeros(len(config.tasks)))
         self._backbone_takes_token_types = "token_type_ids" in inspect.signature(self.backbone.forward).parameters
         self.tokenizer: PreTrainedTokenizerBase | None = None
         self._warned_truncation = False
@@ -153,8 +157,8 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
             if labels is not None:
                 task_labels = self._task_labels(name, labels if rows is None else labels[rows], head.level)
                 task_losses[name] = head.loss(logits, task_labels)
-                weighted = task_losses[name] * self.config.get_task(name)["loss_weight"]
-                loss = weighted if loss is None else loss + weighted
+        if task_losses:
+            loss = self.combine_task_losses(task_losses)
         single = next(iter(task_logits.values())) if len(task_logits) == 1 else None
         return MultiTaskOutput(
             loss=loss,
@@ -163,6 +167,31 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
             task_losses=task_losses or None,
             sentence_embedding=embedding,
         )
+
+    def combine_task_losses(self, task_losses: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The summed loss over the tasks present: static weights, or learned uncertainty weights."""
+        total = None
+        for name, task_loss in task_losses.items():
+            task_id = self.config.task_id(name)
+            task = self.config.tasks[task_id]
+            if self.config.loss_weighting == "uncertainty":
+                log_var = self.task_log_vars[task_id]
+                scale = 0.5 if task["type"] == "regression" else 1.0
+                task_loss = scale * torch.exp(-log_var) * task_loss + 0.5 * log_var
+            weighted = task["loss_weight"] * task_loss
+            total = weighted if total is None else total + weighted
+        return total
+
+    def task_loss_weights(self) -> dict[str, float]:
+        """The effective weight of each task's loss (`loss_weight`, times `c_t * exp(-s_t)` under uncertainty)."""
+        weights = {}
+        for task_id, task in enumerate(self.config.tasks):
+            weight = task["loss_weight"]
+            if self.config.loss_weighting == "uncertainty":
+                scale = 0.5 if task["type"] == "regression" else 1.0
+                weight *= scale * float(torch.exp(-self.task_log_vars[task_id].detach()))
+            weights[task["name"]] = weight
+        return weights
 
     def _rows_per_task(
         self, task_ids: torch.Tensor | None, batch_size: int, has_labels: bool
@@ -215,6 +244,7 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         projection_dim: int | None = None,
         head_dropout: float = 0.1,
         max_seq_length: int | None = None,
+        loss_weighting: str = "static",
         **backbone_kwargs: Any,
     ) -> MultiTaskModel:
         """Build a model around real pretrained encoder weights, loaded strictly (STYLE.md P9).
@@ -238,6 +268,7 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
             head_dropout=head_dropout,
             max_seq_length=max_seq_length or st_settings.get("max_seq_length"),
             backbone_name_or_path=str(name_or_path) if name_or_path is not None else None,
+            loss_weighting=loss_weighting,
         )
         model = cls(config)
         # Strict except for the encoder's own pooling layer, which mtl_hf replaces with its pooler (P6).
