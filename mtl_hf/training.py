@@ -150,6 +150,7 @@ def run_training(
     output_dir = Path(training_args.output_dir)
     if trainer.is_world_process_zero():
         save_trained_model(trainer.model, output_dir)
+        trainer.save_state()  # trainer_state.json: the log history (per-task losses and metrics per step)
         write_run_files(output_dir, metrics, model_args, data_args, training_args, tasks)
         print(format_metrics_table(metrics, [t.name for t in tasks]))
         print(f"Saved model, tokenizer, eval_results.json and run_config.yaml to {output_dir}")
