@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     _configure_logging()
     try:
         return _run(args)
-    except (ValueError, OSError) as err:
+    except (ValueError, TypeError, OSError) as err:  # TypeError: a config entry of the wrong type
         print(f"mtl-hf {args.command}: error: {err}", file=sys.stderr)
         return 2
 

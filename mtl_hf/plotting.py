@@ -35,3 +35,53 @@ def plot_similarity(similarity: np.ndarray, labels: list[str], path: str | Path)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def plot_task_curves(curves: dict[str, list[dict]], tasks: dict[str, str], path: str | Path) -> Path:
+    """Training loss (`loss_<task>`) and eval metric (`eval_<task>_<metric>`) per task, one line per run.
+
+    `curves` maps a run name to a Trainer `log_history`; `tasks` maps a task to its main eval metric.
+    """
+    plt = _pyplot()
+    fig, axes = plt.subplots(2, len(tasks), figsize=(4.2 * len(tasks), 6.5), squeeze=False)
+    for col, (task, metric) in enumerate(tasks.items()):
+        for name, history in curves.items():
+            losses = [(h["step"], h[f"loss_{task}"]) for h in history if f"loss_{task}" in h]
+            evals = [(h["epoch"], h[f"eval_{task}_{metric}"]) for h in history if f"eval_{task}_{metric}" in h]
+            if losses:
+                axes[0, col].plot(*zip(*losses), label=name, linewidth=1.2)
+            if evals:
+                axes[1, col].plot(*zip(*evals), marker="o", label=name, linewidth=1.2)
+        axes[0, col].set_title(f"{task}: training loss")
+        axes[0, col].set_xlabel("step")
+        axes[1, col].set_title(f"{task}: eval {metric}")
+        axes[1, col].set_xlabel("epoch")
+    axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_metric_vs_params(points: dict[str, tuple[float, float]], path: str | Path) -> Path:
+    """Scatter of eval average (y) against trainable parameters (x, log scale), one labelled point per run."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, (params, score) in points.items():
+        x = max(params, 1)
+        ax.scatter(x, score * 100)
+        ax.annotate(name, (x, score * 100), fontsize=7, xytext=(4, 3), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("trainable parameters (log scale)")
+    ax.set_ylabel("eval average (mean of main metrics, %)")
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _save(fig, path: str | Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

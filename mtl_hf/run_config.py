@@ -60,6 +60,12 @@ class DataArguments:
     base_dir: str | None = field(
         default=None, metadata={"help": "Folder that relative data paths start from (default: the YAML's folder)."}
     )
+    only_tasks: list[str] | None = field(
+        default=None, metadata={"help": "Use only these entries of `tasks` (e.g. a single-task baseline)."}
+    )
+    train_tasks: list[str] | None = field(
+        default=None, metadata={"help": "Train on these tasks only; the others are evaluated (default: all)."}
+    )
 
 
 RUN_DATACLASSES = (ModelArguments, DataArguments, MultiTaskTrainingArguments)
@@ -125,20 +131,28 @@ def parse_overrides(argv: list[str]) -> dict[str, Any]:
     return overrides
 
 
+def read_yaml_config(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A YAML run config as a dict; `extends: other.yaml` (relative to this file) is read first and overridden."""
+    if not path.is_file():
+        raise FileNotFoundError(f"Run config {path} does not exist.")
+    if path.resolve() in _seen:
+        raise ValueError(f"Run config {path} extends itself (through {[str(p) for p in _seen]}).")
+    loaded = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(loaded, dict):
+        raise ValueError(f"Run config {path} must be a YAML mapping of keys to values.")
+    values: dict[str, Any] = {}
+    if "extends" in loaded:
+        values = read_yaml_config(path.parent / str(loaded.pop("extends")), (*_seen, path.resolve()))
+    values.update(loaded)
+    values.setdefault("base_dir", str(path.resolve().parent))
+    return values
+
+
 def load_run_config(
     path: str | Path | None, overrides: dict[str, Any] | None = None
 ) -> tuple[ModelArguments, DataArguments, MultiTaskTrainingArguments]:
     """Read the YAML at `path`, apply `overrides`, check keys, and build the three argument dataclasses."""
-    values: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"Run config {path} does not exist.")
-        loaded = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise ValueError(f"Run config {path} must be a YAML mapping of keys to values.")
-        values.update(loaded)
-        values.setdefault("base_dir", str(path.resolve().parent))
+    values = read_yaml_config(Path(path)) if path is not None else {}
     values.update(overrides or {})
     known = valid_keys()
     unknown = sorted(set(values) - set(known))

@@ -173,7 +173,12 @@ class MultiTaskTrainer(Trainer):
                 "The model returned no per-task losses; batches need `labels` and `task_ids` columns "
                 f"(got {sorted(inputs)})."
             )
-        loss = self.combine_task_losses(task_losses)
+        if not model.training and len(task_losses) == 1:
+            # Evaluation runs one task at a time: report its own (unweighted) loss as `eval_<task>_loss`, the same
+            # quantity as the training log's `loss_<task>`.
+            loss = next(iter(task_losses.values()))
+        else:
+            loss = self.combine_task_losses(task_losses)
         if model.training:
             for name, value in task_losses.items():
                 value = value.detach()

@@ -42,7 +42,17 @@ class TrainingRun:
 def load_tasks(data_args: DataArguments, seed: int) -> tuple[list[TaskDataConfig], dict[str, DatasetDict]]:
     """Parse the task entries and load/check every split (labels are inferred here when not given)."""
     tasks = parse_task_configs(data_args.tasks or [], base_dir=data_args.base_dir)
+    names = [task.name for task in tasks]
+    for key in ("only_tasks", "train_tasks"):
+        unknown = [name for name in getattr(data_args, key) or [] if name not in names]
+        if unknown:
+            raise ValueError(f"`{key}` names tasks {unknown} that are not in `tasks` {names}.")
+    if data_args.only_tasks:
+        tasks = [task for task in tasks if task.name in data_args.only_tasks]
     raw = {task.name: load_task_splits(task, seed=seed) for task in tasks}
+    for task in tasks:
+        if data_args.train_tasks is not None and task.name not in data_args.train_tasks:
+            raw[task.name].pop("train", None)
     for task in tasks:
         if "train" not in raw[task.name]:
             logger.info("Task %s has no train split; it is evaluated only.", task.name)

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,17 @@ def _as_mapping(value: Any, name: str) -> dict | None:
         if isinstance(parsed, dict):
             return parsed
     raise ValueError(f"`{name}` must be a mapping, got {type(value).__name__}: {value!r}.")
+
+
+def _cpu_only_multi_process() -> bool:
+    """True when launched as several processes (torchrun/accelerate set WORLD_SIZE) on a machine with no GPU."""
+    import torch
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    accelerator = getattr(torch, "accelerator", None)
+    has_device = accelerator.is_available() if accelerator is not None else torch.cuda.is_available()
+    return not has_device
 
 
 @dataclass
@@ -118,6 +130,10 @@ class MultiTaskTrainingArguments(TrainingArguments):
         if self.load_best_model_at_end and self.metric_for_best_model is None:
             self.metric_for_best_model = "average"
             self.greater_is_better = True
+        if not self.use_cpu and _cpu_only_multi_process():
+            # Without this every rank of `torchrun` on a CPU-only machine trains alone (world_size 1) and they
+            # race to write output_dir; with it, accelerate sets up gloo DDP across the ranks.
+            self.use_cpu = True
         super().__post_init__()
         # Non-reentrant checkpointing works with unused parameters under DDP (P6); the field was renamed in 5.x.
         name = "activation_checkpointing_kwargs" if hasattr(self, "activation_checkpointing_kwargs") else None

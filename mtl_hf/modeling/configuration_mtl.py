@@ -39,6 +39,10 @@ _BASE_CONFIG_KWARGS = {
     "model_type",
     "_attn_implementation_internal",
     "_experts_implementation_internal",
+    # The Trainer aligns special-token ids of the config with the tokenizer before saving.
+    "pad_token_id",
+    "bos_token_id",
+    "eos_token_id",
 }
 
 
