@@ -69,6 +69,16 @@ class MultiTaskTrainer(Trainer):
             if tokenizer is None:
                 raise ValueError("Pass `processing_class=tokenizer` (or attach `model.tokenizer`) to pad batches.")
             data_collator = MultiTaskDataCollator(tokenizer, pad_to_multiple_of=args.pad_to_multiple_of)
+        task_metrics = dict(task_metrics or {})
+        unknown = [name for name in task_metrics if name not in config.task_names]
+        if unknown:
+            raise ValueError(
+                f"`task_metrics` names tasks {unknown} that the model lacks; its tasks: {config.task_names}."
+            )
+        # Load every task's metrics now (before the Trainer creates output_dir), so a bad metric name fails early.
+        compute_metrics_per_task = {
+            t["name"]: make_compute_metrics(t, task_metrics.get(t["name"])) for t in config.tasks
+        }
         super().__init__(
             model=model,
             args=args,
@@ -82,7 +92,8 @@ class MultiTaskTrainer(Trainer):
         if schedule is not None:
             self.add_callback(GradualUnfreezeCallback(schedule))
         self.task_specs = {task["name"]: task for task in config.tasks}
-        self.task_metrics = dict(task_metrics or {})
+        self.task_metrics = task_metrics
+        self._compute_metrics_per_task = compute_metrics_per_task
         self._task_loss_sums: dict[str, torch.Tensor] = {}
         self._task_loss_counts: dict[str, int] = {}
 
@@ -225,7 +236,7 @@ class MultiTaskTrainer(Trainer):
         try:
             for name, dataset in datasets.items():
                 prefix = f"{metric_key_prefix}_{name}"
-                self.compute_metrics = make_compute_metrics(self.task_specs[name], self.task_metrics.get(name))
+                self.compute_metrics = self._compute_metrics_per_task[name]
                 output = self.evaluation_loop(
                     self.get_eval_dataloader(dataset),
                     description=f"Evaluation ({name})",

@@ -141,6 +141,7 @@ def run_training(
         train_dataset=datasets.train,
         eval_dataset=datasets.validation or None,
         processing_class=model.tokenizer,
+        task_metrics={task.name: task.metrics for task in tasks if task.metrics},
     )
     metrics: dict[str, float] = {"trainable_parameters": trainable, "total_parameters": total}
     if trainable == 0 and not training_args.gradual_unfreezing:
@@ -191,7 +192,11 @@ def run_evaluation(model_path: str, data_args: DataArguments, training_args: Mul
         raise ValueError("None of the configured tasks has a validation or test split to evaluate on.")
     # An eval_dataset keeps the Trainer from rejecting a run config's `eval_strategy: epoch` (a training setting).
     trainer = MultiTaskTrainer(
-        model=model, args=training_args, eval_dataset=splits[0][1], processing_class=model.tokenizer
+        model=model,
+        args=training_args,
+        eval_dataset=splits[0][1],
+        processing_class=model.tokenizer,
+        task_metrics={task.name: task.metrics for task in tasks if task.metrics},
     )
     metrics: dict[str, float] = {}
     for prefix, split in splits:

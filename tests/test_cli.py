@@ -368,3 +368,26 @@ def test_no_tasks(tmp_path, checkpoint, capsys):
     assert code == 2
     assert "The run config lists no `tasks`; add at least one task entry." in err
     assert not (tmp_path / "out").exists()
+
+
+def test_task_metrics_from_yaml_are_checked_before_training(tmp_path, checkpoint, capsys):
+    """A task's `metrics:` entry is loaded when the trainer is built: a bad name fails early, with no output."""
+    tasks = task_entries()
+    tasks[0]["metrics"] = ["no_such_metric_xyz"]
+    config = write_config(tmp_path, checkpoint, tasks=tasks)
+    code, _, err = run(["train", config], capsys)
+    assert code == 2
+    assert "no_such_metric_xyz" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_task_metrics_from_yaml_replace_the_defaults(tmp_path, checkpoint, capsys):
+    """`metrics: [classification]` on the NER task scores it as sentence classification would: keys change."""
+    tasks = task_entries()
+    tasks[0]["metrics"] = ["regression"]  # pearson/spearman/mse on class ids: unusual, but proves the override
+    config = write_config(tmp_path, checkpoint, tasks=tasks, num_train_epochs=1)
+    code, _, err = run(["train", config], capsys)
+    assert code == 0, err[-3000:]
+    results = json.loads((tmp_path / "out" / "eval_results.json").read_text())
+    assert "eval_sentiment_spearman" in results and "eval_sentiment_accuracy" not in results
+    assert "eval_ner_f1" in results

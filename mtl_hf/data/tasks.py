@@ -113,6 +113,13 @@ class TaskDataConfig:
         default=None,
         metadata={"help": "Raw label value -> label name, e.g. `{0: negative, 1: positive}` for SST-2's integers."},
     )
+    metrics: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Evaluation metrics for this task: bundled offline names (classification, seqeval, regression) "
+            "or Hub `evaluate` metrics (need network). Default: the bundled metric of the task type."
+        },
+    )
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.isidentifier():

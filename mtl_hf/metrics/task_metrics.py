@@ -144,7 +144,12 @@ def average_score(
 def _primary_score(name: str, metrics: Mapping[str, float], types: Mapping[str, str] | None) -> float:
     if types is not None and name not in types:
         raise ValueError(f"Task {name!r} has metrics but no task spec. Known tasks: {sorted(types)}.")
-    candidates = _PRIMARY_SEARCH_ORDER if types is None else (primary_metric(types[name]),)
+    # The task type's primary metric first; with custom `metrics`, the first of spearman / f1 / accuracy it reports.
+    candidates = (
+        _PRIMARY_SEARCH_ORDER
+        if types is None
+        else tuple(dict.fromkeys((primary_metric(types[name]), *_PRIMARY_SEARCH_ORDER)))
+    )
     for metric in candidates:
         for key in (metric, f"eval_{name}_{metric}"):
             if key in metrics:
