@@ -61,18 +61,33 @@ def plot_task_curves(curves: dict[str, list[dict]], tasks: dict[str, str], path:
     return _save(fig, path)
 
 
-def plot_metric_vs_params(points: dict[str, tuple[float, float]], path: str | Path) -> Path:
-    """Scatter of eval average (y) against trainable parameters (x, log scale), one labelled point per run."""
+def plot_metric_vs_params(points: dict[str, tuple[float, ...]], path: str | Path) -> Path:
+    """Eval average (left) and, when given, STS Spearman (right) against trainable parameters (log scale).
+
+    `points` maps a run name to `(trainable_parameters, eval_average[, sts_spearman])`.
+    """
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name, (params, score) in points.items():
-        x = max(params, 1)
-        ax.scatter(x, score * 100)
-        ax.annotate(name, (x, score * 100), fontsize=7, xytext=(4, 3), textcoords="offset points")
-    ax.set_xscale("log")
-    ax.set_xlabel("trainable parameters (log scale)")
-    ax.set_ylabel("eval average (mean of main metrics, %)")
-    ax.grid(True, alpha=0.3)
+    panels = 2 if all(len(p) > 2 for p in points.values()) else 1
+    fig, axes = plt.subplots(1, panels, figsize=(6.5 * panels, 4.8), squeeze=False)
+    titles = ("eval average (mean of main metrics, %)", "STS-B dev Spearman of embeddings (x100)")
+    for panel in range(panels):
+        ax = axes[0, panel]
+        ranked = sorted(points.items(), key=lambda item: item[1][panel + 1])
+        for rank, (name, values) in enumerate(ranked):
+            x, y = max(values[0], 1), values[panel + 1] * (100 if panel == 0 else 1)
+            ax.scatter(x, y)
+            ax.annotate(
+                name,
+                (x, y),
+                fontsize=7,
+                xytext=(-6 if rank % 2 else 5, 3 + 4 * (rank % 3)),
+                textcoords="offset points",
+                ha="right" if rank % 2 else "left",
+            )
+        ax.set_xscale("log")
+        ax.set_xlabel("trainable parameters (log scale)")
+        ax.set_ylabel(titles[panel])
+        ax.grid(True, alpha=0.3)
     fig.tight_layout()
     return _save(fig, path)
 

@@ -59,7 +59,7 @@ def sts_spearman(model, path: Path = STS_DEV) -> float:
     return float(spearmanr((first * second).sum(axis=1), scores).statistic * 100)
 
 
-def run_one(config: Path, output_dir: Path, init_from: str | None, result_file: Path) -> None:
+def run_one(config: Path, output_dir: Path, init_from: str | None, result_file: Path, backbone: str | None) -> None:
     """Train one scenario in this process and write its measurements to `result_file`."""
     import torch
 
@@ -67,8 +67,8 @@ def run_one(config: Path, output_dir: Path, init_from: str | None, result_file: 
     from mtl_hf.training import run_training
 
     overrides = {"output_dir": str(output_dir)}
-    if init_from:
-        overrides["model_name_or_path"] = init_from
+    if init_from or backbone:
+        overrides["model_name_or_path"] = init_from or backbone
     start = time.perf_counter()
     run = run_training(*load_run_config(config, overrides))
     wall = time.perf_counter() - start
@@ -89,7 +89,7 @@ def run_one(config: Path, output_dir: Path, init_from: str | None, result_file: 
     result_file.write_text(json.dumps(result, default=float))
 
 
-def run_all(names: list[str], out_dir: Path, keep: Path) -> dict[str, dict]:
+def run_all(names: list[str], out_dir: Path, keep: Path, backbone: str | None) -> dict[str, dict]:
     results_file = out_dir / "results.json"
     results = json.loads(results_file.read_text()) if results_file.is_file() else {}
     for name in names:
@@ -109,6 +109,7 @@ def run_all(names: list[str], out_dir: Path, keep: Path) -> dict[str, dict]:
             "--result",
             str(result_file),
         ] + (["--init-from", init_from] if init_from else [])
+        command += ["--backbone", backbone] if backbone else []
         subprocess.run(
             command, check=True, env={**os.environ, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
         )
@@ -178,7 +179,7 @@ def plot(results: dict[str, dict], out_dir: Path) -> None:
     }
     plot_task_curves(curves, PRIMARY, out_dir / "curves.png")
     points = {
-        n: (r["metrics"].get("trainable_parameters", 0), r["metrics"].get("eval_average"))
+        n: (r["metrics"].get("trainable_parameters", 0), r["metrics"].get("eval_average"), r["sts_dev_spearman"])
         for n, r in results.items()
         if not n.startswith(("single_", "head_")) and r["metrics"].get("eval_average")
     }
@@ -191,13 +192,14 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", choices=list(SCENARIOS), default=None)
     parser.add_argument("--keep", type=Path, default=None, help="Folder for the trained models (default: temp).")
     parser.add_argument("--plots-only", action="store_true")
+    parser.add_argument("--backbone", default=None, help="Override the configs' backbone (a local folder, say).")
     parser.add_argument("--run-one", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--output", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--init-from", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run_one:
-        run_one(args.run_one, args.output, args.init_from, args.result)
+        run_one(args.run_one, args.output, args.init_from, args.result, args.backbone)
         return
     args.out.mkdir(parents=True, exist_ok=True)
     if args.plots_only:
@@ -206,7 +208,7 @@ def main() -> None:
         names = args.only or list(SCENARIOS)
         start = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
-            results = run_all(names, args.out, args.keep or Path(tmp))
+            results = run_all(names, args.out, args.keep or Path(tmp), args.backbone)
         print(f"study: {len(names)} scenarios in {time.perf_counter() - start:.0f} s")
     write_csv(results, args.out / "results.csv")
     plot(results, args.out)
