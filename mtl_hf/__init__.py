@@ -24,8 +24,38 @@ AutoModel.register(MultiTaskConfig, MultiTaskModel, exist_ok=True)
 MultiTaskConfig.register_for_auto_class()
 MultiTaskModel.register_for_auto_class("AutoModel")
 
+# Training-side names load lazily: `import mtl_hf` for inference does not import datasets/evaluate/peft.
+_LAZY = {
+    "MultiTaskTrainer": "trainer",
+    "MultiTaskTrainingArguments": "training_args",
+    "MultiTaskDataCollator": "data",
+    "MultiTaskBatchSampler": "data",
+    "TaskDataConfig": "data",
+    "GradualUnfreezeCallback": "freezing",
+    "apply_freeze": "freezing",
+    "apply_lora": "lora",
+    "load_lora": "lora",
+    "merge_lora": "lora",
+    "save_lora": "lora",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "DEFAULT_BACKBONE",
+    "GradualUnfreezeCallback",
+    "MultiTaskBatchSampler",
+    "MultiTaskDataCollator",
+    "MultiTaskTrainer",
+    "MultiTaskTrainingArguments",
+    "TaskDataConfig",
     "POOLING_MODES",
     "TASK_TYPES",
     "MultiTaskConfig",
@@ -33,7 +63,12 @@ __all__ = [
     "MultiTaskOutput",
     "MultiTaskPreTrainedModel",
     "__version__",
+    "apply_freeze",
+    "apply_lora",
     "is_mtl_checkpoint",
+    "load_lora",
     "load_model",
+    "merge_lora",
     "resolve_backbone",
+    "save_lora",
 ]
