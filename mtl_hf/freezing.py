@@ -143,6 +143,11 @@ class UnfreezeSchedule:
             raise ValueError(f"`layers_per_stage` must be >= 1, got {schedule.layers_per_stage}.")
         if (schedule.every_epochs is None) == (schedule.every_steps is None):
             raise ValueError("Give gradual_unfreezing exactly one of `every_epochs` or `every_steps`.")
+        for key in ("every_epochs", "every_steps"):
+            # 0 would never open a stage (the callbacks test `if every`): the backbone would stay frozen silently.
+            every = getattr(schedule, key)
+            if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
+                raise ValueError(f"`{key}` must be an integer >= 1, got {every!r}.")
         return schedule
 
 

@@ -13,10 +13,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from peft import LoraConfig, PeftModel, get_peft_model
+from peft import LoraConfig, PeftConfig, PeftModel, get_peft_model
 from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
 from torch import nn
 
+from .loading import is_mtl_checkpoint
 from .modeling import MultiTaskConfig, MultiTaskModel
 
 # Attention projections for encoders PEFT has no default for.
@@ -79,21 +80,31 @@ def save_lora(peft_model: PeftModel, output_dir: str | os.PathLike) -> Path:
 
 
 def load_lora(adapter_dir: str | os.PathLike, base_model: MultiTaskModel | None = None) -> PeftModel:
-    """Rebuild the base model (from the saved config's backbone) and load adapters + heads onto it."""
+    """Rebuild the base model and load adapters + heads onto it.
+
+    The base is `base_model` when given, else the mtl_hf checkpoint the adapters were trained on (when it is still
+    there), else a new model around the saved config's backbone.
+    """
     adapter_dir = Path(adapter_dir)
     if not (adapter_dir / "adapter_config.json").is_file():
         raise OSError(f"{adapter_dir} has no adapter_config.json; is it the output of `save_lora`?")
     if base_model is None:
-        config = MultiTaskConfig.from_pretrained(adapter_dir)
-        base_model = MultiTaskModel.from_backbone(
-            config.backbone_name_or_path,
-            tasks=config.tasks,
-            pooling=config.pooling,
-            normalize=config.normalize,
-            projection_dim=config.projection_dim,
-            head_dropout=config.head_dropout,
-            max_seq_length=config.max_seq_length,
-        )
+        base_path = PeftConfig.from_pretrained(adapter_dir).base_model_name_or_path
+        if is_mtl_checkpoint(base_path):
+            # The run started from an mtl_hf checkpoint: the adapters were trained on its (fine-tuned) backbone,
+            # not on the original encoder that `backbone_name_or_path` names.
+            base_model = MultiTaskModel.from_pretrained(base_path)
+        else:
+            config = MultiTaskConfig.from_pretrained(adapter_dir)
+            base_model = MultiTaskModel.from_backbone(
+                config.backbone_name_or_path,
+                tasks=config.tasks,
+                pooling=config.pooling,
+                normalize=config.normalize,
+                projection_dim=config.projection_dim,
+                head_dropout=config.head_dropout,
+                max_seq_length=config.max_seq_length,
+            )
     peft_model = PeftModel.from_pretrained(base_model, adapter_dir)
     peft_model.tokenizer = base_model.tokenizer
     return peft_model

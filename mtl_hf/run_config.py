@@ -85,13 +85,18 @@ def _field_types() -> dict[str, Any]:
 
 def _coerce(key: str, value: Any, annotation: Any) -> Any:
     """Turn YAML/command-line strings into the field's scalar type (YAML reads `2e-5` as a string)."""
-    if not isinstance(value, str):
-        return value
     options = (
         typing.get_args(annotation)
         if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union
         else (annotation,)
     )
+    if value is False and bool not in options and str in options:
+        return "no"  # YAML 1.1 reads an unquoted `no` (e.g. `save_strategy: no`) as False
+    if not isinstance(value, str):
+        return value
+    structured = any(o in (dict, list) or typing.get_origin(o) in (dict, list) for o in options)
+    if structured and value.lstrip().startswith(("{", "[")):
+        return yaml.safe_load(value)
     # A string field keeps "none" (e.g. `report_to: none`, the Trainer's "no integrations"); YAML's null is None.
     if value.lower() in ("none", "null") and type(None) in options and str not in options:
         return None
@@ -105,7 +110,7 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
                 continue
     if str in options or any(typing.get_origin(o) is typing.Literal for o in options):
         return value
-    if any(o in (dict, list) or typing.get_origin(o) in (dict, list) for o in options):
+    if structured:
         return yaml.safe_load(value)
     if options and all(o in (int, float, bool, type(None)) for o in options):
         raise ValueError(f"`{key}` expects {annotation}, got {value!r}.")
@@ -113,7 +118,7 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
 
 
 def parse_overrides(argv: list[str]) -> dict[str, Any]:
-    """`--key value` / `--key=value` / `--flag` pairs -> dict (values parsed as YAML scalars)."""
+    """`--key value` / `--key=value` / `--flag` pairs -> dict of strings (typed later by `_coerce`)."""
     overrides: dict[str, Any] = {}
     i = 0
     while i < len(argv):
@@ -126,7 +131,8 @@ def parse_overrides(argv: list[str]) -> dict[str, Any]:
                 value, i = argv[i + 1], i + 1
             else:
                 value = "true"
-        overrides[key.replace("-", "_")] = yaml.safe_load(value) if value else value
+        # Kept as text: `_coerce` converts it with the field's type (YAML would read `no` as False).
+        overrides[key.replace("-", "_")] = value
         i += 1
     return overrides
 

@@ -128,9 +128,10 @@ def run_training(
     """Load and check data, build the model, train, evaluate (validation and test), save model and results."""
     tasks, raw = load_tasks(data_args, training_args.seed)
     model = build_model(model_args, tasks)
-    apply_freeze(model, model_args.freeze)
     if model_args.peft:
         model = apply_lora(model, **model_args.peft)
+    # After LoRA: PEFT makes the `modules_to_save` heads and the new adapters trainable, which would undo a freeze.
+    apply_freeze(model, model_args.freeze)
     datasets = tokenize_tasks(_base(model), tasks, raw, data_args.max_length, training_args)
     if not datasets.train:
         raise ValueError("No task has a train split; add `train` to `data_files` (or `splits`) of a task.")

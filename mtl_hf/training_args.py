@@ -108,6 +108,10 @@ class MultiTaskTrainingArguments(TrainingArguments):
     report_to: None | str | list[str] = field(default="none", metadata={"help": "Integrations to report to."})
 
     def __post_init__(self):
+        import torch
+
+        if not torch.cuda.is_available():
+            self.dataloader_pin_memory = False  # pinning needs an accelerator; torch warns on every loader otherwise
         self.layer_lr_groups = _as_mapping(self.layer_lr_groups, "layer_lr_groups")
         self.learning_rate_mapping = _as_mapping(self.learning_rate_mapping, "learning_rate_mapping")
         if isinstance(self.gradual_unfreezing, str):

@@ -218,14 +218,32 @@ def test_encode_saves_npy(trained, tmp_path, capsys):
 
 
 def test_parse_overrides_forms():
+    # Values stay text; load_run_config types them by field (so `--save_strategy no` is not YAML's False).
     assert parse_overrides(["--num_train_epochs", "1", "--learning_rate=5e-3", "--fp16", "--task-sampling", "x"]) == {
-        "num_train_epochs": 1,
-        "learning_rate": "5e-3",  # YAML 1.1 reads this as a string; load_run_config coerces it to the field type
-        "fp16": True,
+        "num_train_epochs": "1",
+        "learning_rate": "5e-3",
+        "fp16": "true",
         "task_sampling": "x",
     }
     with pytest.raises(ValueError, match=r"Expected `--key value`, got 'stray'."):
         parse_overrides(["stray"])
+
+
+def test_override_text_is_typed_by_field(tmp_path, checkpoint):
+    config = write_config(tmp_path, checkpoint)
+    overrides = parse_overrides(
+        ["--save_strategy", "no", "--fp16", "false", "--num_train_epochs", "3", "--freeze", "{layers_below: 1}"]
+    )
+    model_args, _, training_args = load_run_config(config, overrides)
+    assert training_args.save_strategy == "no" and training_args.fp16 is False
+    assert training_args.num_train_epochs == 3 and model_args.freeze == {"layers_below": 1}
+
+
+def test_unquoted_yaml_no_stays_the_string_no(tmp_path, checkpoint):
+    config = write_config(tmp_path, checkpoint)
+    config.write_text(config.read_text().replace("save_strategy: 'no'", "save_strategy: no"))
+    assert "save_strategy: no\n" in config.read_text()
+    assert load_run_config(config)[2].save_strategy == "no"
 
 
 def test_yaml_strings_are_coerced_to_field_types(tmp_path, checkpoint):
