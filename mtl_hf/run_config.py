@@ -150,6 +150,9 @@ def read_yaml_config(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]
     if "extends" in loaded:
         values = read_yaml_config(path.parent / str(loaded.pop("extends")), (*_seen, path.resolve()))
     values.update(loaded)
+    if "tasks" in loaded and "base_dir" not in loaded:
+        # Relative data paths start from the file that lists the tasks (not from a parent that listed others).
+        values["base_dir"] = str(path.resolve().parent)
     values.setdefault("base_dir", str(path.resolve().parent))
     return values
 

@@ -49,6 +49,11 @@ def load_tasks(data_args: DataArguments, seed: int) -> tuple[list[TaskDataConfig
             raise ValueError(f"`{key}` names tasks {unknown} that are not in `tasks` {names}.")
     if data_args.only_tasks:
         tasks = [task for task in tasks if task.name in data_args.only_tasks]
+        left_out = [name for name in data_args.train_tasks or [] if name not in data_args.only_tasks]
+        if left_out:
+            raise ValueError(
+                f"`train_tasks` names tasks {left_out} that `only_tasks` {data_args.only_tasks} leaves out."
+            )
     raw = {task.name: load_task_splits(task, seed=seed) for task in tasks}
     for task in tasks:
         if data_args.train_tasks is not None and task.name not in data_args.train_tasks:

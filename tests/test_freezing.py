@@ -236,6 +236,9 @@ def test_training_changes_exactly_the_unfrozen_weights(base_models, tmp_path, ar
 
 def test_gradual_unfreezing_every_steps_opens_top_layer_first_then_lower_then_embeddings(base_models, tmp_path):
     model = copy.deepcopy(base_models["bert"])
+    # Frozen before `train()` builds the optimizer (as with `freeze: backbone`): only an optimizer that holds frozen
+    # parameters (P17) can train them once they are opened.
+    apply_freeze(model, "backbone")
     initial = state_of(model)
     snapshots = Snapshots()
     args = make_args(tmp_path, max_steps=7, gradual_unfreezing={"layers_per_stage": 1, "every_steps": 2})
@@ -297,14 +300,14 @@ def test_gradual_unfreezing_every_epochs(base_models, tmp_path):
     assert not any(p.requires_grad for n, p in model.named_parameters() if n.startswith(EMBEDDINGS))
 
 
-def test_unfreeze_schedule_from_dict():
+def test_unfreeze_schedule_from_dict(tmp_path):
     assert UnfreezeSchedule.from_dict(None) is None
     assert UnfreezeSchedule.from_dict(False) is None
     assert UnfreezeSchedule.from_dict(True) == UnfreezeSchedule(layers_per_stage=1, every_epochs=1)
     assert UnfreezeSchedule.from_dict({"every_steps": 5}) == UnfreezeSchedule(every_epochs=None, every_steps=5)
     assert UnfreezeSchedule.from_dict({"layers_per_stage": 2}) == UnfreezeSchedule(layers_per_stage=2)
     # The command line passes the schedule as a JSON string.
-    args = MultiTaskTrainingArguments(output_dir="unused", gradual_unfreezing='{"every_steps": 3}')
+    args = make_args(tmp_path, gradual_unfreezing='{"every_steps": 3}')
     assert args.gradual_unfreezing == {"every_steps": 3}
 
 
