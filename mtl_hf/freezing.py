@@ -10,7 +10,7 @@
 - `{heads: [names]}`: those task heads are frozen.
 
 Freezing only toggles `requires_grad`. The optimizer built by `mtl_hf.optim` still holds frozen parameters
-(with no weight decay), so that unfreezing later reaches it (STYLE.md P17); AdamW skips parameters without a
+(in their usual groups), so that unfreezing later reaches it (STYLE.md P17); AdamW skips parameters without a
 gradient, so frozen weights provably do not change.
 """
 
