@@ -202,7 +202,8 @@ def test_average_score():
     }
     assert average_score(per_task) == pytest.approx((0.8 + 0.6 + 0.4) / 3)
     assert average_score(per_task, tasks=[TOPIC, NER, STS]) == pytest.approx((0.8 + 0.6 + 0.4) / 3)
-    with pytest.raises(ValueError, match=r"Task 'topic': none of the primary metrics \['accuracy', 'spearman', 'f1'\]"):
+    message = r"Task 'topic': none of the primary metrics \['accuracy', 'spearman', 'f1'\]"
+    with pytest.raises(ValueError, match=message):
         average_score({"topic": {"f1_macro": 0.5}}, tasks=[TOPIC])
 
 
