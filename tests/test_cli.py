@@ -7,93 +7,25 @@ import json
 
 import numpy as np
 import pytest
-import torch
 import yaml
 from transformers import AutoModel
 
 from mtl_hf import MultiTaskModel, load_model
 from mtl_hf.cli import main
 from mtl_hf.run_config import load_run_config, parse_overrides
-from mtl_hf.testing import tiny_model
+from mtl_hf.testing import (
+    TINY_SENTIMENT_ROWS,
+    changed_parameters,
+    save_tiny_checkpoint,
+    tiny_task_entries,
+    write_tiny_csv,
+    write_tiny_run_config,
+)
 
-CHECKPOINT_TASKS = [
-    {"name": "sentiment", "labels": ["negative", "positive"]},
-    {"name": "ner", "type": "token_classification", "labels": ["O", "B-PER", "B-LOC"]},
-]
-SENTIMENT_ROWS = [
-    ("the movie was good fun", "positive"),
-    ("bad boring film", "negative"),
-    ("great acting", "positive"),
-    ("awful plot", "negative"),
-    ("i love the song", "positive"),
-    ("i hate the game", "negative"),
-]
-NER_SENTENCES = [
-    [("john", "B-PER"), ("lives", "O"), ("in", "O"), ("paris", "B-LOC")],
-    [("mary", "B-PER"), ("visited", "O"), ("london", "B-LOC")],
-    [("john", "B-PER"), ("won", "O"), ("the", "O"), ("game", "O")],
-]
 TEXTS = ["john lives in paris", "the movie was good fun"]
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def write_csv(path, rows, header=("text", "label")):
-    lines = [",".join(header)] + [",".join(row) for row in rows]
-    path.write_text("\n".join(lines) + "\n")
-
-
-def write_conll(path, sentences):
-    path.write_text("\n\n".join("\n".join(f"{word}\t{tag}" for word, tag in s) for s in sentences) + "\n")
-
-
-def write_data(folder):
-    write_csv(folder / "sentiment_train.csv", SENTIMENT_ROWS * 2)
-    write_csv(folder / "sentiment_validation.csv", SENTIMENT_ROWS[:4])
-    write_conll(folder / "ner_train.conll", NER_SENTENCES * 2)
-    write_conll(folder / "ner_validation.conll", NER_SENTENCES)
-
-
-def task_entries():
-    return [
-        {
-            "name": "sentiment",
-            "labels": ["negative", "positive"],
-            "text_columns": ["text"],
-            "data_files": {"train": "sentiment_train.csv", "validation": "sentiment_validation.csv"},
-        },
-        {
-            "name": "ner",
-            "type": "token_classification",
-            "labels": ["O", "B-PER", "B-LOC"],
-            "data_files": {"train": "ner_train.conll", "validation": "ner_validation.conll"},
-        },
-    ]
-
-
-def write_config(folder, checkpoint, tasks=None, **settings):
-    """Data files plus `run.yaml` in `folder`; relative data paths resolve against the YAML's folder."""
-    write_data(folder)
-    config = {
-        "model_name_or_path": str(checkpoint),
-        "tasks": task_entries() if tasks is None else tasks,
-        "output_dir": str(folder / "out"),
-        "num_train_epochs": 2,
-        "per_device_train_batch_size": 4,
-        "learning_rate": 1.0e-2,
-        "eval_strategy": "epoch",
-        "save_strategy": "no",
-        "logging_steps": 1,
-        "report_to": "none",
-        "disable_tqdm": True,
-        "dataloader_pin_memory": False,
-        "seed": 0,
-        **settings,
-    }
-    path = folder / "run.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
 
 
 def run(argv, capsys):
@@ -104,20 +36,17 @@ def run(argv, capsys):
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    """A tiny mtl_hf checkpoint whose tasks and labels match `task_entries()`."""
-    path = tmp_path_factory.mktemp("checkpoint")
-    torch.manual_seed(0)
-    tiny_model(CHECKPOINT_TASKS).save_pretrained(path)
-    return path
+    """A tiny mtl_hf checkpoint whose tasks and labels match `tiny_task_entries()`."""
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("checkpoint"))
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, checkpoint):
     """`mtl-hf train run.yaml --num_train_epochs 1 --learning_rate 5e-3` (the YAML says 2 epochs at 1e-2)."""
     folder = tmp_path_factory.mktemp("run")
-    tasks = task_entries()
+    tasks = tiny_task_entries()
     tasks[0]["loss_weight"] = 3.0  # the checkpoint says 1.0: this run's config must win
-    config = write_config(folder, checkpoint, tasks=tasks)
+    config = write_tiny_run_config(folder, checkpoint, tasks=tasks)
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
         code = main(["train", str(config), "--num_train_epochs", "1", "--learning_rate", "5e-3"])
@@ -162,8 +91,7 @@ def test_train_changes_the_weights_and_the_model_reloads(trained, checkpoint):
     assert [task["loss_weight"] for task in reloaded.config.tasks] == [3.0, 1.0]
     before, after = start.state_dict(), reloaded.state_dict()
     assert set(before) == set(after)
-    unchanged = [name for name in before if torch.equal(before[name], after[name])]
-    assert unchanged == []
+    assert changed_parameters(before, after) == set(before)  # nothing unchanged
 
 
 def test_evaluate_reproduces_the_saved_results(trained, tmp_path, capsys):
@@ -230,7 +158,7 @@ def test_parse_overrides_forms():
 
 
 def test_override_text_is_typed_by_field(tmp_path, checkpoint):
-    config = write_config(tmp_path, checkpoint)
+    config = write_tiny_run_config(tmp_path, checkpoint)
     overrides = parse_overrides(
         ["--save_strategy", "no", "--fp16", "false", "--num_train_epochs", "3", "--freeze", "{layers_below: 1}"]
     )
@@ -240,14 +168,14 @@ def test_override_text_is_typed_by_field(tmp_path, checkpoint):
 
 
 def test_unquoted_yaml_no_stays_the_string_no(tmp_path, checkpoint):
-    config = write_config(tmp_path, checkpoint)
+    config = write_tiny_run_config(tmp_path, checkpoint)
     config.write_text(config.read_text().replace("save_strategy: 'no'", "save_strategy: no"))
     assert "save_strategy: no\n" in config.read_text()
     assert load_run_config(config)[2].save_strategy == "no"
 
 
 def test_yaml_strings_are_coerced_to_field_types(tmp_path, checkpoint):
-    config = write_config(tmp_path, checkpoint, learning_rate="2e-5")
+    config = write_tiny_run_config(tmp_path, checkpoint, learning_rate="2e-5")
     _, data_args, training_args = load_run_config(config, {"num_train_epochs": "3", "head_learning_rate": "1e-3"})
     assert training_args.learning_rate == 2e-5
     assert training_args.num_train_epochs == 3.0
@@ -258,9 +186,9 @@ def test_yaml_strings_are_coerced_to_field_types(tmp_path, checkpoint):
 @pytest.mark.parametrize("where", ["command_line", "yaml"])
 def test_unknown_key_lists_valid_keys_and_suggests(tmp_path, checkpoint, capsys, where):
     if where == "yaml":
-        config, extra = write_config(tmp_path, checkpoint, lerning_rate=1e-3), []
+        config, extra = write_tiny_run_config(tmp_path, checkpoint, lerning_rate=1e-3), []
     else:
-        config, extra = write_config(tmp_path, checkpoint), ["--lerning_rate", "1e-3"]
+        config, extra = write_tiny_run_config(tmp_path, checkpoint), ["--lerning_rate", "1e-3"]
     code, _, err = run(["train", config, *extra], capsys)
     assert code == 2
     assert "Unknown config keys ['lerning_rate'] (did you mean: lerning_rate -> learning_rate)" in err
@@ -276,7 +204,7 @@ def test_missing_config_file(tmp_path, capsys):
 
 
 def tasks_with(index, **changes):
-    tasks = task_entries()
+    tasks = tiny_task_entries()
     tasks[index].update(changes)
     return tasks
 
@@ -293,13 +221,13 @@ BAD_RUNS = {
         "Task 'sentiment', split 'train': column 'sentence' not found; the columns are ['text', 'label']",
     ),
     "label-outside-the-set": (
-        task_entries,
-        lambda folder: write_csv(folder / "sentiment_train.csv", SENTIMENT_ROWS + [("so so", "neutral")]),
+        tiny_task_entries,
+        lambda folder: write_tiny_csv(folder / "sentiment_train.csv", TINY_SENTIMENT_ROWS + [("so so", "neutral")]),
         "label value(s) in 'label' are not in the task's labels: ['neutral']. Valid labels: ['negative', 'positive']",
     ),
     "empty-split": (
-        task_entries,
-        lambda folder: write_csv(folder / "sentiment_validation.csv", []),
+        tiny_task_entries,
+        lambda folder: write_tiny_csv(folder / "sentiment_validation.csv", []),
         "Task 'sentiment', split 'validation' has no rows",
     ),
     "unknown-task-key": (
@@ -309,7 +237,7 @@ BAD_RUNS = {
     ),
     "task-not-in-checkpoint": (
         lambda: (
-            task_entries()
+            tiny_task_entries()
             + [{"name": "topic", "labels": ["negative", "positive"], "data_files": {"train": "sentiment_train.csv"}}]
         ),
         None,
@@ -326,7 +254,7 @@ BAD_RUNS = {
 @pytest.mark.parametrize("case", list(BAD_RUNS))
 def test_bad_run_fails_before_training(case, tmp_path, checkpoint, capsys):
     make_tasks, corrupt, message = BAD_RUNS[case]
-    config = write_config(tmp_path, checkpoint, tasks=make_tasks())
+    config = write_tiny_run_config(tmp_path, checkpoint, tasks=make_tasks())
     if corrupt is not None:
         corrupt(tmp_path)
     code, out, err = run(["train", config], capsys)
@@ -338,7 +266,7 @@ def test_bad_run_fails_before_training(case, tmp_path, checkpoint, capsys):
 
 def test_evaluate_needs_a_validation_or_test_split(trained, tmp_path, checkpoint, capsys):
     tasks = tasks_with(0, data_files={"train": "sentiment_train.csv"})[:1]
-    config = write_config(tmp_path, checkpoint, tasks=tasks)
+    config = write_tiny_run_config(tmp_path, checkpoint, tasks=tasks)
     code, _, err = run(["evaluate", trained["out"], config, "--output_dir", tmp_path / "eval"], capsys)
     assert code == 2
     assert "None of the configured tasks has a validation or test split to evaluate on." in err
@@ -348,14 +276,16 @@ def test_evaluate_task_the_model_lacks(trained, tmp_path, checkpoint, capsys):
     tasks = [
         {"name": "topic", "labels": ["negative", "positive"], "data_files": {"validation": "sentiment_train.csv"}}
     ]
-    config = write_config(tmp_path, checkpoint, tasks=tasks)
+    config = write_tiny_run_config(tmp_path, checkpoint, tasks=tasks)
     code, _, err = run(["evaluate", trained["out"], config, "--output_dir", tmp_path / "eval"], capsys)
     assert code == 2
     assert "Task 'topic' is in the config but checkpoint " in err and "its tasks are ['sentiment', 'ner']" in err
 
 
 def test_num_labels_mismatch_names_both_label_sets(tmp_path, checkpoint, capsys):
-    config = write_config(tmp_path, checkpoint, tasks=tasks_with(0, labels=["negative", "neutral", "positive"]))
+    config = write_tiny_run_config(
+        tmp_path, checkpoint, tasks=tasks_with(0, labels=["negative", "neutral", "positive"])
+    )
     _, _, err = run(["train", config], capsys)
     assert "has type 'classification' with 2 labels ['negative', 'positive']" in err
     assert "with 3 labels ['negative', 'neutral', 'positive']" in err
@@ -375,14 +305,14 @@ def test_num_labels_mismatch_names_both_label_sets(tmp_path, checkpoint, capsys)
     ids=["task-not-a-mapping", "not-a-number", "unknown-sampling", "bad-decay"],
 )
 def test_bad_values_exit_2_without_a_traceback(tmp_path, checkpoint, capsys, settings, message):
-    code, _, err = run(["train", write_config(tmp_path, checkpoint, **settings)], capsys)
+    code, _, err = run(["train", write_tiny_run_config(tmp_path, checkpoint, **settings)], capsys)
     assert code == 2
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()
 
 
 def test_no_tasks(tmp_path, checkpoint, capsys):
-    code, _, err = run(["train", write_config(tmp_path, checkpoint, tasks=[])], capsys)
+    code, _, err = run(["train", write_tiny_run_config(tmp_path, checkpoint, tasks=[])], capsys)
     assert code == 2
     assert "The run config lists no `tasks`; add at least one task entry." in err
     assert not (tmp_path / "out").exists()
@@ -390,9 +320,9 @@ def test_no_tasks(tmp_path, checkpoint, capsys):
 
 def test_task_metrics_from_yaml_are_checked_before_training(tmp_path, checkpoint, capsys):
     """A task's `metrics:` entry is loaded when the trainer is built: a bad name fails early, with no output."""
-    tasks = task_entries()
+    tasks = tiny_task_entries()
     tasks[0]["metrics"] = ["no_such_metric_xyz"]
-    config = write_config(tmp_path, checkpoint, tasks=tasks)
+    config = write_tiny_run_config(tmp_path, checkpoint, tasks=tasks)
     code, _, err = run(["train", config], capsys)
     assert code == 2
     assert "no_such_metric_xyz" in err
@@ -401,9 +331,9 @@ def test_task_metrics_from_yaml_are_checked_before_training(tmp_path, checkpoint
 
 def test_task_metrics_from_yaml_replace_the_defaults(tmp_path, checkpoint, capsys):
     """`metrics: [classification]` on the NER task scores it as sentence classification would: keys change."""
-    tasks = task_entries()
+    tasks = tiny_task_entries()
     tasks[0]["metrics"] = ["regression"]  # pearson/spearman/mse on class ids: unusual, but proves the override
-    config = write_config(tmp_path, checkpoint, tasks=tasks, num_train_epochs=1)
+    config = write_tiny_run_config(tmp_path, checkpoint, tasks=tasks, num_train_epochs=1)
     code, _, err = run(["train", config], capsys)
     assert code == 0, err[-3000:]
     results = json.loads((tmp_path / "out" / "eval_results.json").read_text())

@@ -13,7 +13,6 @@ import re
 
 import pytest
 import torch
-import yaml
 from datasets import Dataset
 from transformers import AutoModel, TrainerCallback
 
@@ -27,9 +26,16 @@ from mtl_hf.freezing import (
     frozen_parameter_names,
     normalize_freeze_spec,
 )
-from mtl_hf.testing import TINY_TASKS, tiny_model
+from mtl_hf.testing import (
+    TINY_TASKS,
+    changed_parameters,
+    parameter_snapshot,
+    save_tiny_checkpoint,
+    tiny_model,
+    tiny_training_args,
+    write_tiny_run_config,
+)
 from mtl_hf.trainer import MultiTaskTrainer
-from mtl_hf.training_args import MultiTaskTrainingArguments
 
 ARCHITECTURES = ["bert", "distilbert"]
 # Where each architecture keeps its encoder layers; the expected names below are written from these prefixes, not
@@ -51,10 +57,6 @@ SPECS = {
 }
 
 TEXTS = ["the movie was good fun", "bad boring film", "john lives in paris", "mary visited london"]
-CHECKPOINT_TASKS = [
-    {"name": "sentiment", "labels": ["negative", "positive"]},
-    {"name": "ner", "type": "token_classification", "labels": ["O", "B-PER", "B-LOC"]},
-]
 
 
 # ---------------------------------------------------------------- helpers
@@ -70,29 +72,6 @@ def task_datasets(tokenizer, tasks=("topic", "sentiment", "ner", "similarity")) 
         name: Dataset.from_dict({**encoded, "labels": labels[name], "task_ids": [ids[name]] * len(TEXTS)})
         for name in tasks
     }
-
-
-def make_args(output_dir, **kwargs) -> MultiTaskTrainingArguments:
-    defaults = {
-        "per_device_train_batch_size": 4,
-        "learning_rate": 1e-2,
-        "weight_decay": 0.1,
-        "logging_steps": 1,
-        "save_strategy": "no",
-        "report_to": "none",
-        "disable_tqdm": True,
-        "seed": 0,
-        "dataloader_pin_memory": False,
-    }
-    return MultiTaskTrainingArguments(output_dir=str(output_dir), **{**defaults, **kwargs})
-
-
-def state_of(model) -> dict[str, torch.Tensor]:
-    return {name: param.detach().clone() for name, param in model.named_parameters()}
-
-
-def changed_names(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) -> set[str]:
-    return {name for name in before if not torch.equal(before[name], after[name])}
 
 
 def expected_frozen(model, arch: str, spec_id: str) -> set[str]:
@@ -113,10 +92,10 @@ class Snapshots(TrainerCallback):
         self.trainable_in_step[state.global_step + 1] = trainable
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
-        self.after_step[state.global_step] = state_of(model)
+        self.after_step[state.global_step] = parameter_snapshot(model)
 
     def on_epoch_end(self, args, state, control, model=None, **kwargs):
-        self.after_epoch.append(state_of(model))
+        self.after_epoch.append(parameter_snapshot(model))
 
 
 @pytest.fixture(scope="module")
@@ -213,8 +192,9 @@ def test_bad_freeze_spec_raises_and_freezes_nothing(base_models, case):
 def test_training_changes_exactly_the_unfrozen_weights(base_models, tmp_path, arch, optim, spec_id):
     model = copy.deepcopy(base_models[arch])
     frozen = apply_freeze(model, SPECS[spec_id][0])
-    initial = state_of(model)
-    args = make_args(tmp_path, max_steps=4, optim=optim, learning_rate=1e-2 if optim == "adamw_torch" else 0.5)
+    initial = parameter_snapshot(model)
+    lr = 1e-2 if optim == "adamw_torch" else 0.5
+    args = tiny_training_args(tmp_path, max_steps=4, optim=optim, learning_rate=lr, weight_decay=0.1)
     trainer = MultiTaskTrainer(model=model, args=args, train_dataset=task_datasets(model.tokenizer))
     trainer.train()
 
@@ -222,7 +202,7 @@ def test_training_changes_exactly_the_unfrozen_weights(base_models, tmp_path, ar
     assert {key for entry in trainer.state.log_history for key in entry if key.startswith("loss_")} == {
         f"loss_{task['name']}" for task in TINY_TASKS
     }
-    assert changed_names(initial, state_of(model)) == set(initial) - frozen
+    assert changed_parameters(initial, parameter_snapshot(model)) == set(initial) - frozen
     assert {name for name, p in model.named_parameters() if not p.requires_grad} == frozen
     # P17: frozen parameters are in the optimizer too, and weight decay was on.
     groups = trainer.optimizer.param_groups
@@ -239,9 +219,11 @@ def test_gradual_unfreezing_every_steps_opens_top_layer_first_then_lower_then_em
     # Frozen before `train()` builds the optimizer (as with `freeze: backbone`): only an optimizer that holds frozen
     # parameters (P17) can train them once they are opened.
     apply_freeze(model, "backbone")
-    initial = state_of(model)
+    initial = parameter_snapshot(model)
     snapshots = Snapshots()
-    args = make_args(tmp_path, max_steps=7, gradual_unfreezing={"layers_per_stage": 1, "every_steps": 2})
+    args = tiny_training_args(
+        tmp_path, max_steps=7, weight_decay=0.1, gradual_unfreezing={"layers_per_stage": 1, "every_steps": 2}
+    )
     trainer = MultiTaskTrainer(
         model=model, args=args, train_dataset=task_datasets(model.tokenizer), callbacks=[snapshots]
     )
@@ -267,21 +249,21 @@ def test_gradual_unfreezing_every_steps_opens_top_layer_first_then_lower_then_em
     previous = initial
     for step in range(1, 8):
         current = snapshots.after_step[step]
-        changed = changed_names(previous, current)
+        changed = changed_parameters(previous, current)
         assert {n for n in changed if n.startswith("backbone.")} == stages[step], f"step {step}"
         previous = current
-    assert changed_names(initial, snapshots.after_step[4]) & (lower | embeddings) == set()
-    assert changed_names(initial, snapshots.after_step[6]) & embeddings == set()
-    assert changed_names(initial, state_of(model)) >= top | lower | embeddings
+    assert changed_parameters(initial, snapshots.after_step[4]) & (lower | embeddings) == set()
+    assert changed_parameters(initial, snapshots.after_step[6]) & embeddings == set()
+    assert changed_parameters(initial, parameter_snapshot(model)) >= top | lower | embeddings
 
 
 def test_gradual_unfreezing_every_epochs(base_models, tmp_path):
     """DistilBERT, one layer per epoch, embeddings kept frozen; two tasks of one batch each = 2 steps per epoch."""
     model = copy.deepcopy(base_models["distilbert"])
-    initial = state_of(model)
+    initial = parameter_snapshot(model)
     snapshots = Snapshots()
     schedule = {"layers_per_stage": 1, "every_epochs": 1, "unfreeze_embeddings": False}
-    args = make_args(tmp_path, num_train_epochs=3, gradual_unfreezing=schedule)
+    args = tiny_training_args(tmp_path, num_train_epochs=3, weight_decay=0.1, gradual_unfreezing=schedule)
     data = task_datasets(model.tokenizer, tasks=("topic", "ner"))
     trainer = MultiTaskTrainer(model=model, args=args, train_dataset=data, callbacks=[snapshots])
     trainer.train()
@@ -293,7 +275,7 @@ def test_gradual_unfreezing_every_epochs(base_models, tmp_path):
     assert [step for step, _ in unfreezer.history] == [0, 2, 4]  # train begin, then the start of epochs 2 and 3
     assert len(snapshots.after_epoch) == 3
     backbone_changes = [
-        {n for n in changed_names(before, after) if n.startswith("backbone.")}
+        {n for n in changed_parameters(before, after) if n.startswith("backbone.")}
         for before, after in zip([initial] + snapshots.after_epoch[:-1], snapshots.after_epoch, strict=True)
     ]
     assert backbone_changes == [set(), top, top | lower]
@@ -307,7 +289,7 @@ def test_unfreeze_schedule_from_dict(tmp_path):
     assert UnfreezeSchedule.from_dict({"every_steps": 5}) == UnfreezeSchedule(every_epochs=None, every_steps=5)
     assert UnfreezeSchedule.from_dict({"layers_per_stage": 2}) == UnfreezeSchedule(layers_per_stage=2)
     # The command line passes the schedule as a JSON string.
-    args = make_args(tmp_path, gradual_unfreezing='{"every_steps": 3}')
+    args = tiny_training_args(tmp_path, gradual_unfreezing='{"every_steps": 3}')
     assert args.gradual_unfreezing == {"every_steps": 3}
 
 
@@ -334,58 +316,19 @@ def test_bad_unfreeze_schedule_raises(tmp_path, case):
     with pytest.raises(ValueError, match=re.escape(message)):
         UnfreezeSchedule.from_dict(schedule)
     with pytest.raises(ValueError, match=re.escape(message)):  # the training arguments check it up front
-        make_args(tmp_path, gradual_unfreezing=schedule)
+        tiny_training_args(tmp_path, gradual_unfreezing=schedule)
 
 
 # ---------------------------------------------------------------- `freeze` in a run (mtl-hf train)
 
 
-def write_run(folder, checkpoint, **settings):
-    """CSV + CoNLL data for `CHECKPOINT_TASKS` and `run.yaml` in `folder`."""
-    (folder / "sentiment.csv").write_text(
-        "text,label\nthe movie was good fun,positive\nbad boring film,negative\ngreat acting,positive\n"
-        "awful plot,negative\n"
-    )
-    (folder / "ner.conll").write_text("john\tB-PER\nlives\tO\nin\tO\nparis\tB-LOC\n\nmary\tB-PER\nwon\tO\n")
-    config = {
-        "model_name_or_path": str(checkpoint),
-        "tasks": [
-            {
-                "name": "sentiment",
-                "labels": ["negative", "positive"],
-                "data_files": {"train": "sentiment.csv", "validation": "sentiment.csv"},
-            },
-            {
-                "name": "ner",
-                "type": "token_classification",
-                "labels": ["O", "B-PER", "B-LOC"],
-                "data_files": {"train": "ner.conll", "validation": "ner.conll"},
-            },
-        ],
-        "output_dir": str(folder / "out"),
-        "num_train_epochs": 1,
-        "per_device_train_batch_size": 4,
-        "save_strategy": "no",
-        "report_to": "none",
-        "disable_tqdm": True,
-        "dataloader_pin_memory": False,
-        **settings,
-    }
-    path = folder / "run.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
-
-
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    path = tmp_path_factory.mktemp("checkpoint")
-    torch.manual_seed(0)
-    tiny_model(CHECKPOINT_TASKS).save_pretrained(path)
-    return path
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("checkpoint"))
 
 
 def test_freeze_all_skips_training_but_evaluates_and_saves(tmp_path, checkpoint, caplog, capsys):
-    config = write_run(tmp_path, checkpoint, freeze="all")
+    config = write_tiny_run_config(tmp_path, checkpoint, num_train_epochs=1, freeze="all")
     with caplog.at_level(logging.WARNING, logger="mtl_hf"):
         code = main(["train", str(config)])
     captured = capsys.readouterr()
@@ -406,11 +349,11 @@ def test_freeze_all_skips_training_but_evaluates_and_saves(tmp_path, checkpoint,
     start = AutoModel.from_pretrained(checkpoint).state_dict()
     after = reloaded.state_dict()
     assert set(after) == set(start)
-    assert all(torch.equal(after[key], start[key]) for key in start)
+    assert changed_parameters(start, after) == set()
 
 
 def test_bad_freeze_spec_in_a_run_fails_before_training(tmp_path, checkpoint, capsys):
-    config = write_run(tmp_path, checkpoint, freeze={"heads": ["topic"]})
+    config = write_tiny_run_config(tmp_path, checkpoint, num_train_epochs=1, freeze={"heads": ["topic"]})
     code = main(["train", str(config)])
     err = capsys.readouterr().err
     assert code == 2

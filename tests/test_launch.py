@@ -12,36 +12,19 @@ import textwrap
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 from transformers import AutoModel
 
 from mtl_hf import MultiTaskModel
-from mtl_hf.testing import tiny_model
+from mtl_hf.testing import save_tiny_checkpoint, write_tiny_run_config
 
 pytestmark = pytest.mark.slow
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 240
 
-TASKS = [
-    {"name": "sentiment", "labels": ["negative", "positive"]},
-    {"name": "ner", "type": "token_classification", "labels": ["O", "B-PER", "B-LOC"]},
-]
-SENTIMENT_ROWS = [
-    ("the movie was good fun", "positive"),
-    ("bad boring film", "negative"),
-    ("great acting", "positive"),
-    ("awful plot", "negative"),
-    ("i love the song", "positive"),
-    ("i hate the game", "negative"),
-]
-NER_SENTENCES = [
-    [("john", "B-PER"), ("lives", "O"), ("in", "O"), ("paris", "B-LOC")],
-    [("mary", "B-PER"), ("visited", "O"), ("london", "B-LOC")],
-    [("john", "B-PER"), ("won", "O"), ("the", "O"), ("game", "O")],
-]
-# Per rank and epoch, with batch size 2 and drop_last (forced under DDP), in blocks of 2 batches (one per rank):
+# `write_tiny_run_config` trains on 12 sentiment rows and 6 NER sentences. Per rank and epoch, with batch size 2 and
+# drop_last (forced under DDP), in blocks of 2 batches (one per rank):
 # sentiment 12 rows -> 6 batches -> 3 blocks; ner 6 rows -> 3 batches -> 1 full block. 4 steps per epoch.
 # A single process would take 6 + 3 = 9 steps per epoch.
 EPOCHS, DDP_STEPS_PER_EPOCH = 2, 4
@@ -95,35 +78,8 @@ def free_port() -> int:
 
 def write_tiny_run(folder: Path) -> Path:
     """A tiny mtl_hf checkpoint, CSV + CoNLL data and a run config for it, all in `folder`."""
-    torch.manual_seed(0)
-    tiny_model(TASKS).save_pretrained(folder / "checkpoint")
-    lines = ["text,label"] + [f"{text},{label}" for text, label in SENTIMENT_ROWS * 2]
-    (folder / "sentiment_train.csv").write_text("\n".join(lines) + "\n")
-    (folder / "sentiment_validation.csv").write_text("\n".join(lines[:5]) + "\n")
-    conll = "\n\n".join("\n".join(f"{w}\t{t}" for w, t in sentence) for sentence in NER_SENTENCES)
-    (folder / "ner_train.conll").write_text((conll + "\n\n") * 2)
-    (folder / "ner_validation.conll").write_text(conll + "\n")
-    config = {
-        "model_name_or_path": str(folder / "checkpoint"),
-        "tasks": [
-            {**TASKS[0], "data_files": {"train": "sentiment_train.csv", "validation": "sentiment_validation.csv"}},
-            {**TASKS[1], "data_files": {"train": "ner_train.conll", "validation": "ner_validation.conll"}},
-        ],
-        "output_dir": str(folder / "out"),
-        "num_train_epochs": EPOCHS,
-        "per_device_train_batch_size": 2,
-        "learning_rate": 1.0e-2,
-        "eval_strategy": "epoch",
-        "save_strategy": "no",
-        "logging_steps": 1,
-        "report_to": "none",
-        "disable_tqdm": True,
-        "dataloader_pin_memory": False,
-        "seed": 0,
-    }
-    path = folder / "run.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
+    checkpoint = save_tiny_checkpoint(folder / "checkpoint")
+    return write_tiny_run_config(folder, checkpoint, num_train_epochs=EPOCHS, per_device_train_batch_size=2)
 
 
 def launch(command: list[str], cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess:

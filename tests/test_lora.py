@@ -7,7 +7,6 @@ import re
 
 import pytest
 import torch
-import yaml
 from datasets import Dataset
 from peft import PeftModel
 from transformers import AutoModel
@@ -15,17 +14,20 @@ from transformers import AutoModel
 from mtl_hf import MultiTaskModel
 from mtl_hf.cli import main
 from mtl_hf.lora import apply_lora, default_target_modules, load_lora, merge_lora, save_lora
-from mtl_hf.testing import TINY_TASKS, tiny_model
+from mtl_hf.testing import (
+    TINY_TASKS,
+    changed_parameters,
+    parameter_snapshot,
+    save_tiny_checkpoint,
+    tiny_model,
+    tiny_training_args,
+    write_tiny_run_config,
+)
 from mtl_hf.trainer import MultiTaskTrainer
-from mtl_hf.training_args import MultiTaskTrainingArguments
 
 ARCHITECTURES = ["bert", "distilbert"]
 TARGETS = {"bert": ["query", "value"], "distilbert": ["q_lin", "v_lin"]}
 TEXTS = ["the movie was good fun", "bad boring film", "john lives in paris", "mary visited london"]
-CHECKPOINT_TASKS = [
-    {"name": "sentiment", "labels": ["negative", "positive"]},
-    {"name": "ner", "type": "token_classification", "labels": ["O", "B-PER", "B-LOC"]},
-]
 LORA_NAME = re.compile(r"^base_model\.model\.backbone\..*\.(\w+)\.lora_[AB]\.default\.weight$")
 HEAD_NAME = re.compile(r"^base_model\.model\.heads\.(\w+)\.modules_to_save\.default\.linear\.(weight|bias)$")
 
@@ -42,10 +44,6 @@ def task_datasets(tokenizer) -> dict[str, Dataset]:
         task["name"]: Dataset.from_dict({**encoded, "labels": labels[task["name"]], "task_ids": [i] * len(TEXTS)})
         for i, task in enumerate(TINY_TASKS)
     }
-
-
-def state_of(model) -> dict[str, torch.Tensor]:
-    return {name: param.detach().clone() for name, param in model.named_parameters()}
 
 
 def outputs(model, texts=TEXTS) -> dict[str, torch.Tensor]:
@@ -75,21 +73,9 @@ def trained(request, base_models, tmp_path_factory):
     arch = request.param
     base = copy.deepcopy(base_models[arch])
     peft_model = apply_lora(base, r=4, alpha=8, dropout=0.0)
-    initial = state_of(peft_model)
+    initial = parameter_snapshot(peft_model)
     output_dir = tmp_path_factory.mktemp(f"lora_{arch}")
-    args = MultiTaskTrainingArguments(
-        output_dir=str(output_dir),
-        max_steps=4,
-        per_device_train_batch_size=4,
-        learning_rate=5e-2,
-        weight_decay=0.1,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        disable_tqdm=True,
-        seed=0,
-        dataloader_pin_memory=False,
-    )
+    args = tiny_training_args(output_dir, max_steps=4, learning_rate=5e-2, weight_decay=0.1)
     trainer = MultiTaskTrainer(model=peft_model, args=args, train_dataset=task_datasets(base.tokenizer))
     trainer.train()
     adapter_dir = save_lora(peft_model, output_dir / "adapter")
@@ -133,8 +119,7 @@ def test_apply_lora_trains_only_adapters_and_heads(base_models, arch):
 def test_training_changes_adapters_and_heads_only(trained):
     peft_model, initial = trained["peft_model"], trained["initial"]
     trainable = {name for name, p in peft_model.named_parameters() if p.requires_grad}
-    changed = {name for name, p in peft_model.named_parameters() if not torch.equal(p, initial[name])}
-    assert changed == trainable
+    assert changed_parameters(initial, parameter_snapshot(peft_model)) == trainable
     # Base weights (including the targeted projections' own weights) and the heads' original copies are identical.
     frozen = set(initial) - trainable
     assert any(".base_layer." in name for name in frozen) and any(".original_module." in name for name in frozen)
@@ -215,48 +200,12 @@ def test_load_lora_from_a_folder_without_adapters(tmp_path):
 # ---------------------------------------------------------------- mtl-hf train with `peft:`
 
 
-def write_run(folder, checkpoint, **settings):
-    (folder / "sentiment.csv").write_text(
-        "text,label\nthe movie was good fun,positive\nbad boring film,negative\ngreat acting,positive\n"
-        "awful plot,negative\n"
-    )
-    (folder / "ner.conll").write_text("john\tB-PER\nlives\tO\nin\tO\nparis\tB-LOC\n\nmary\tB-PER\nwon\tO\n")
-    config = {
-        "model_name_or_path": str(checkpoint),
-        "tasks": [
-            {
-                "name": "sentiment",
-                "labels": ["negative", "positive"],
-                "data_files": {"train": "sentiment.csv", "validation": "sentiment.csv"},
-            },
-            {
-                "name": "ner",
-                "type": "token_classification",
-                "labels": ["O", "B-PER", "B-LOC"],
-                "data_files": {"train": "ner.conll", "validation": "ner.conll"},
-            },
-        ],
-        "output_dir": str(folder / "out"),
-        "num_train_epochs": 2,
-        "per_device_train_batch_size": 4,
-        "learning_rate": 5e-2,
-        "save_strategy": "no",
-        "report_to": "none",
-        "disable_tqdm": True,
-        "dataloader_pin_memory": False,
-        **settings,
-    }
-    path = folder / "run.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
-
-
 def test_train_with_peft_writes_adapters_and_a_merged_model(tmp_path, capsys):
-    checkpoint = tmp_path / "checkpoint"
-    torch.manual_seed(0)
-    tiny_model(CHECKPOINT_TASKS).save_pretrained(checkpoint)
+    checkpoint = save_tiny_checkpoint(tmp_path / "checkpoint")
     # `freeze` still applies under LoRA: the frozen ner head must come out as the checkpoint's.
-    config = write_run(tmp_path, checkpoint, peft={"r": 4, "alpha": 8}, freeze={"heads": ["ner"]})
+    config = write_tiny_run_config(
+        tmp_path, checkpoint, learning_rate=5e-2, peft={"r": 4, "alpha": 8}, freeze={"heads": ["ner"]}
+    )
     code = main(["train", str(config)])
     assert code == 0, capsys.readouterr().err
 
@@ -273,9 +222,8 @@ def test_train_with_peft_writes_adapters_and_a_merged_model(tmp_path, capsys):
     assert type(merged) is MultiTaskModel and merged.config.task_names == ["sentiment", "ner"]
     start, after = AutoModel.from_pretrained(checkpoint).state_dict(), merged.state_dict()
     assert set(after) == set(start)
-    changed = {key for key in start if not torch.equal(start[key], after[key])}
     # LoRA changed the query/value projections (merged in) and the trained head; nothing else.
-    assert changed == {
+    assert changed_parameters(start, after) == {
         *(f"backbone.encoder.layer.{i}.attention.self.{m}.weight" for i in range(2) for m in TARGETS["bert"]),
         "heads.sentiment.linear.weight",
         "heads.sentiment.linear.bias",

@@ -11,9 +11,8 @@ from transformers import AutoModel
 
 from mtl_hf.data import MultiTaskDataCollator
 from mtl_hf.modeling import MultiTaskConfig, MultiTaskModel
-from mtl_hf.testing import tiny_encoder_config, tiny_model, tiny_tokenizer
+from mtl_hf.testing import tiny_encoder_config, tiny_model, tiny_tokenizer, tiny_training_args
 from mtl_hf.trainer import MultiTaskTrainer
-from mtl_hf.training_args import MultiTaskTrainingArguments
 
 # Distinct loss weights, a token task (c = 1) and a regression task (c = 1/2), in a non-alphabetical order.
 TASKS = [
@@ -57,19 +56,8 @@ def trained(tmp_path_factory):
     """Uncertainty weighting, AdamW with weight decay, 8 steps (each task twice), a log every step."""
     torch.manual_seed(0)
     model = tiny_model(TASKS, loss_weighting="uncertainty")
-    args = MultiTaskTrainingArguments(
-        output_dir=str(tmp_path_factory.mktemp("uncertainty")),
-        max_steps=8,
-        per_device_train_batch_size=4,
-        learning_rate=5e-2,
-        weight_decay=0.5,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        disable_tqdm=True,
-        seed=0,
-        dataloader_pin_memory=False,
-    )
+    output_dir = tmp_path_factory.mktemp("uncertainty")
+    args = tiny_training_args(output_dir, max_steps=8, learning_rate=5e-2, weight_decay=0.5)
     trainer = MultiTaskTrainer(model=model, args=args, train_dataset=task_datasets(model.tokenizer))
     trainer.train()
     return trainer

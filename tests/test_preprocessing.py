@@ -8,12 +8,12 @@ from pathlib import Path
 import datasets
 import pytest
 from datasets import Dataset, DatasetDict
-from tokenizers import Tokenizer, models, pre_tokenizers, processors
+from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
 from mtl_hf.data import MultiTaskDatasets, TaskDataConfig, align_tags, build_datasets, preprocess_task
 from mtl_hf.modeling import MultiTaskConfig
-from mtl_hf.testing import tiny_tokenizer
+from mtl_hf.testing import bert_style_tokenizer, tiny_tokenizer
 
 DEMO_DATA = Path(__file__).resolve().parents[1] / "mtl_hf" / "demo_data"
 
@@ -30,20 +30,8 @@ def make_wordpiece(token_type_ids: bool = True) -> PreTrainedTokenizerFast:
     vocab = {token: i for i, token in enumerate(specials + words)}
     backend = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]"))
     backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    backend.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]",
-        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
-    )
     inputs = ["input_ids", "token_type_ids", "attention_mask"] if token_type_ids else ["input_ids", "attention_mask"]
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        unk_token="[UNK]",
-        pad_token="[PAD]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        model_input_names=inputs,
-    )
+    return bert_style_tokenizer(backend, model_input_names=inputs)
 
 
 @pytest.fixture(scope="module")

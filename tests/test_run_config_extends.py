@@ -16,64 +16,37 @@ from transformers import BertModel
 from mtl_hf.cli import main
 from mtl_hf.data import parse_task_configs
 from mtl_hf.run_config import load_run_config, read_yaml_config
-from mtl_hf.testing import tiny_encoder_config, tiny_tokenizer
+from mtl_hf.testing import (
+    tiny_encoder_config,
+    tiny_task_entries,
+    tiny_tokenizer,
+    write_tiny_run_config,
+    write_tiny_task_files,
+)
 from mtl_hf.training import run_training
 
-SENTIMENT_CSV = (
-    "text,label\nthe movie was good fun,positive\nbad boring film,negative\ngreat acting,positive\n"
-    "awful plot,negative\n"
-)
 TOPIC_CSV = "text,label\njohn won the game,sports\nthe city lost,politics\nnew science,science\nold song,sports\n"
-NER_CONLL = "john\tB-PER\nlives\tO\nin\tO\nparis\tB-LOC\n\nmary\tB-PER\nvisited\tO\nlondon\tB-LOC\n"
 
 
 def task_entries():
-    return [
-        {
-            "name": "sentiment",
-            "labels": ["negative", "positive"],
-            "data_files": {"train": "sentiment.csv", "validation": "sentiment.csv"},
-        },
-        {
-            "name": "ner",
-            "type": "token_classification",
-            "labels": ["O", "B-PER", "B-LOC"],
-            "data_files": {"train": "ner.conll", "validation": "ner.conll"},
-        },
-        {
-            "name": "topic",
-            "labels": ["sports", "politics", "science"],
-            "data_files": {"train": "topic.csv", "validation": "topic.csv"},
-        },
-    ]
+    """The tiny run's sentiment and NER tasks, then a topic task."""
+    topic = {
+        "name": "topic",
+        "labels": ["sports", "politics", "science"],
+        "data_files": {"train": "topic.csv", "validation": "topic.csv"},
+    }
+    return [*tiny_task_entries(), topic]
 
 
 def write_data(folder):
-    (folder / "sentiment.csv").write_text(SENTIMENT_CSV)
+    write_tiny_task_files(folder)
     (folder / "topic.csv").write_text(TOPIC_CSV)
-    (folder / "ner.conll").write_text(NER_CONLL)
 
 
 def write_yaml(path, **values):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(values, sort_keys=False))
     return path
-
-
-def training_settings(folder, backbone):
-    return {
-        "model_name_or_path": str(backbone),
-        "output_dir": str(folder / "out"),
-        "num_train_epochs": 1,
-        "per_device_train_batch_size": 4,
-        "learning_rate": 1.0e-2,
-        "logging_steps": 1,
-        "save_strategy": "no",
-        "report_to": "none",
-        "disable_tqdm": True,
-        "dataloader_pin_memory": False,
-        "seed": 0,
-    }
 
 
 @pytest.fixture(scope="module")
@@ -114,8 +87,8 @@ def test_child_overrides_parent_and_inherits_tasks(tmp_path):
     assert data_args.base_dir == str(tmp_path)
     tasks = parse_task_configs(data_args.tasks, base_dir=data_args.base_dir)
     assert tasks[0].data_files == {
-        "train": str(tmp_path / "sentiment.csv"),
-        "validation": str(tmp_path / "sentiment.csv"),
+        "train": str(tmp_path / "sentiment_train.csv"),
+        "validation": str(tmp_path / "sentiment_validation.csv"),
     }
     assert "extends" not in read_yaml_config(child)
     # Command-line overrides win over both files.
@@ -139,7 +112,7 @@ def test_relative_data_paths_follow_the_file_that_lists_the_tasks(tmp_path):
     _, data_args, _ = load_run_config(inherits)
     assert data_args.base_dir == str(tmp_path)
     assert parse_task_configs(data_args.tasks, data_args.base_dir)[1].data_files["train"] == str(
-        tmp_path / "ner.conll"
+        tmp_path / "ner_train.conll"
     )
 
     own_folder = tmp_path / "experiments" / "own"
@@ -149,7 +122,7 @@ def test_relative_data_paths_follow_the_file_that_lists_the_tasks(tmp_path):
     assert data_args.base_dir == str(own_folder)
     tasks = parse_task_configs(data_args.tasks, data_args.base_dir)
     assert [task.name for task in tasks] == ["sentiment"]
-    assert tasks[0].data_files["train"] == str(own_folder / "sentiment.csv")
+    assert tasks[0].data_files["train"] == str(own_folder / "sentiment_train.csv")
 
 
 def test_extends_cycle_raises(tmp_path):
@@ -177,7 +150,7 @@ def test_extends_missing_parent_raises(tmp_path, capsys):
 def test_only_tasks_and_train_tasks(tmp_path, backbone):
     """Three configured tasks; the model gets two heads; one is trained, the other only evaluated."""
     write_data(tmp_path)
-    base = write_yaml(tmp_path / "base.yaml", tasks=task_entries(), **training_settings(tmp_path, backbone))
+    base = write_tiny_run_config(tmp_path, backbone, task_entries(), filename="base.yaml", num_train_epochs=1)
     config = write_yaml(
         tmp_path / "run.yaml", extends=base.name, only_tasks=["ner", "sentiment"], train_tasks=["sentiment"]
     )
@@ -215,9 +188,7 @@ def test_only_tasks_and_train_tasks(tmp_path, backbone):
 )
 def test_unknown_task_names_fail_before_training(tmp_path, backbone, capsys, selection, message):
     write_data(tmp_path)
-    config = write_yaml(
-        tmp_path / "run.yaml", tasks=task_entries(), **training_settings(tmp_path, backbone), **selection
-    )
+    config = write_tiny_run_config(tmp_path, backbone, task_entries(), num_train_epochs=1, **selection)
     code = main(["train", str(config)])
     captured = capsys.readouterr()
     assert code == 2

@@ -10,9 +10,15 @@ from transformers import AutoModel
 
 from mtl_hf.data import MultiTaskDataCollator
 from mtl_hf.modeling import MultiTaskConfig, MultiTaskModel
-from mtl_hf.testing import tiny_encoder_config, tiny_model, tiny_tokenizer
+from mtl_hf.testing import (
+    changed_parameters,
+    parameter_snapshot,
+    tiny_encoder_config,
+    tiny_model,
+    tiny_tokenizer,
+    tiny_training_args,
+)
 from mtl_hf.trainer import MultiTaskTrainer
-from mtl_hf.training_args import MultiTaskTrainingArguments
 
 TASKS = [
     {"name": "sentiment", "labels": ["negative", "positive"], "loss_weight": 2.0},
@@ -91,25 +97,6 @@ def task_datasets(tokenizer, task_ids=None) -> dict[str, Dataset]:
     }
 
 
-def make_args(output_dir, **kwargs) -> MultiTaskTrainingArguments:
-    defaults = {
-        "per_device_train_batch_size": 4,
-        "per_device_eval_batch_size": 8,
-        "learning_rate": 5e-3,
-        "logging_steps": 1,
-        "save_strategy": "no",
-        "report_to": "none",
-        "disable_tqdm": True,
-        "seed": 0,
-        "dataloader_pin_memory": False,
-    }
-    return MultiTaskTrainingArguments(output_dir=str(output_dir), **{**defaults, **kwargs})
-
-
-def state_of(model) -> dict[str, torch.Tensor]:
-    return {name: param.detach().clone() for name, param in model.named_parameters()}
-
-
 def all_outputs(model, texts) -> dict[str, torch.Tensor]:
     """Every head's logits and the sentence embeddings for `texts` (all heads on all rows, eval mode)."""
     model.eval()
@@ -129,9 +116,11 @@ def trained(tmp_path_factory):
     """One short training run on the three tasks, shared by the tests that inspect its results."""
     output_dir = tmp_path_factory.mktemp("trained")
     model = make_model()
-    initial = state_of(model)
+    initial = parameter_snapshot(model)
     datasets = task_datasets(model.tokenizer)
-    args = make_args(output_dir, num_train_epochs=2, eval_strategy="epoch")
+    args = tiny_training_args(
+        output_dir, num_train_epochs=2, learning_rate=5e-3, per_device_eval_batch_size=8, eval_strategy="epoch"
+    )
     trainer = MultiTaskTrainer(model=model, args=args, train_dataset=datasets, eval_dataset=datasets)
     trainer.train()
     return {"trainer": trainer, "initial": initial, "output_dir": output_dir, "datasets": datasets}
@@ -146,7 +135,7 @@ def test_compute_loss_on_a_mixed_batch_is_the_weighted_sum_of_task_losses(tmp_pa
     collator = MultiTaskDataCollator(tokenizer)
     rows = {name: [datasets[name][i] for i in range(3)] for name in datasets}
     mixed = collator([rows["sentiment"][0], rows["ner"][0], rows["score"][0], rows["sentiment"][1], rows["ner"][1]])
-    trainer = MultiTaskTrainer(model=model, args=make_args(tmp_path), processing_class=tokenizer)
+    trainer = MultiTaskTrainer(model=model, args=tiny_training_args(tmp_path), processing_class=tokenizer)
 
     loss, outputs = trainer.compute_loss(model, dict(mixed), return_outputs=True)
 
@@ -169,7 +158,7 @@ def test_compute_loss_on_a_mixed_batch_is_the_weighted_sum_of_task_losses(tmp_pa
 
 def test_compute_loss_without_labels_names_the_missing_columns(tmp_path, tokenizer):
     model = make_model()
-    trainer = MultiTaskTrainer(model=model, args=make_args(tmp_path), processing_class=tokenizer)
+    trainer = MultiTaskTrainer(model=model, args=tiny_training_args(tmp_path), processing_class=tokenizer)
     batch = tokenizer(["good film"], return_tensors="pt")
     with pytest.raises(ValueError, match=r"batches need `labels` and `task_ids` columns \(got \['attention_mask'"):
         trainer.compute_loss(model, dict(batch))
@@ -197,7 +186,9 @@ def test_train_logs_each_task_loss(trained):
 
 def test_mixed_task_batches_log_every_task_of_the_batch(tmp_path, tokenizer):
     model = make_model()
-    args = make_args(tmp_path, max_steps=2, mixed_task_batches=True, per_device_train_batch_size=12)
+    args = tiny_training_args(
+        tmp_path, max_steps=2, learning_rate=5e-3, mixed_task_batches=True, per_device_train_batch_size=12
+    )
     trainer = MultiTaskTrainer(model=model, args=args, train_dataset=task_datasets(tokenizer))
     trainer.train()
     logs = [entry for entry in trainer.state.log_history if "loss" in entry]
@@ -218,7 +209,7 @@ def test_gradient_accumulation_matches_one_big_batch(tmp_path, tokenizer):
     results = {}
     for batch_size, accumulation in ((8, 1), (4, 2)):
         model = copy.deepcopy(base)
-        args = make_args(
+        args = tiny_training_args(
             tmp_path / f"bs{batch_size}",
             max_steps=1,
             per_device_train_batch_size=batch_size,
@@ -230,11 +221,11 @@ def test_gradient_accumulation_matches_one_big_batch(tmp_path, tokenizer):
         )
         trainer = MultiTaskTrainer(model=model, args=args, train_dataset=data)
         trainer.train()
-        results[accumulation] = (state_of(model), trainer.state.log_history[0])
+        results[accumulation] = (parameter_snapshot(model), trainer.state.log_history[0])
 
     (big, big_log), (accumulated, accumulated_log) = results[1], results[2]
-    initial = state_of(base)
-    assert any(not torch.equal(initial[name], big[name]) for name in big)
+    initial = parameter_snapshot(base)
+    assert changed_parameters(initial, big)
     for name in big:
         torch.testing.assert_close(accumulated[name], big[name], rtol=1e-4, atol=1e-6, msg=name)
     # The reported loss is the mean over the micro-batches (not their sum), i.e. the loss of the whole batch.
@@ -296,10 +287,11 @@ def test_load_best_model_at_end_uses_the_average(tmp_path, tokenizer):
     model = make_model()
     datasets = task_datasets(tokenizer)
     flipped = {"sentiment": sentence_dataset(tokenizer, [(text, 1 - label) for text, label in SENTIMENT], 0)}
-    args = make_args(
+    args = tiny_training_args(
         tmp_path,
         num_train_epochs=3,
         learning_rate=1e-2,
+        per_device_eval_batch_size=8,
         eval_strategy="epoch",
         save_strategy="epoch",
         load_best_model_at_end=True,
@@ -335,20 +327,20 @@ def test_train_dataset_with_a_task_the_model_lacks(tmp_path, tokenizer):
         r"`train_dataset` has tasks \['topic'\] that the model does not have; model tasks: \['sentiment', 'ner'\]."
     )
     with pytest.raises(ValueError, match=message):
-        MultiTaskTrainer(model=model, args=make_args(tmp_path), train_dataset=datasets)
+        MultiTaskTrainer(model=model, args=tiny_training_args(tmp_path), train_dataset=datasets)
 
 
 def test_empty_task_dataset(tmp_path, tokenizer):
     empty = sentence_dataset(tokenizer, SENTIMENT, 0).select([])
     with pytest.raises(ValueError, match=r"`eval_dataset` for task 'sentiment' is empty"):
-        MultiTaskTrainer(model=tiny_model(TASKS), args=make_args(tmp_path), eval_dataset={"sentiment": empty})
+        MultiTaskTrainer(model=tiny_model(TASKS), args=tiny_training_args(tmp_path), eval_dataset={"sentiment": empty})
 
 
 def test_task_ids_that_do_not_follow_the_model_task_order(tmp_path, tokenizer):
     swapped = task_datasets(tokenizer, task_ids={"sentiment": 2, "ner": 1, "score": 0})
     message = r"`train_dataset` for task 'sentiment' has task_ids=2 but the model's id for it is 0"
     with pytest.raises(ValueError, match=message):
-        MultiTaskTrainer(model=tiny_model(TASKS), args=make_args(tmp_path), train_dataset=swapped)
+        MultiTaskTrainer(model=tiny_model(TASKS), args=tiny_training_args(tmp_path), train_dataset=swapped)
 
 
 def test_task_ids_wrong_after_the_first_row(tmp_path, tokenizer):
@@ -357,14 +349,14 @@ def test_task_ids_wrong_after_the_first_row(tmp_path, tokenizer):
     data = data.map(lambda row, i: {"task_ids": 0 if i < 4 else 2}, with_indices=True)
     message = r"`train_dataset` for task 'sentiment' has task_ids=2 but the model's id for it is 0"
     with pytest.raises(ValueError, match=message):
-        MultiTaskTrainer(model=tiny_model(TASKS), args=make_args(tmp_path), train_dataset={"sentiment": data})
+        MultiTaskTrainer(model=tiny_model(TASKS), args=tiny_training_args(tmp_path), train_dataset={"sentiment": data})
 
 
 @pytest.mark.parametrize("role", ["train_dataset", "eval_dataset"])
 def test_dataset_that_is_not_a_dict(tmp_path, tokenizer, role):
     data = sentence_dataset(tokenizer, SENTIMENT, 0)
     with pytest.raises(TypeError, match=rf"`{role}` must be a dict {{task_name: Dataset}}, got Dataset."):
-        MultiTaskTrainer(model=tiny_model(TASKS), args=make_args(tmp_path), **{role: data})
+        MultiTaskTrainer(model=tiny_model(TASKS), args=tiny_training_args(tmp_path), **{role: data})
 
 
 def test_evaluate_needs_a_dict(trained):
@@ -374,7 +366,7 @@ def test_evaluate_needs_a_dict(trained):
 
 def test_not_a_multitask_model(tmp_path):
     with pytest.raises(TypeError, match=r"MultiTaskTrainer needs a MultiTaskModel, got Linear."):
-        MultiTaskTrainer(model=torch.nn.Linear(2, 2), args=make_args(tmp_path))
+        MultiTaskTrainer(model=torch.nn.Linear(2, 2), args=tiny_training_args(tmp_path))
 
 
 def test_plain_training_arguments_are_rejected(tmp_path):
@@ -388,4 +380,4 @@ def test_unknown_task_sampling_strategy(tmp_path):
     with pytest.raises(
         ValueError, match=r"`task_sampling` must be one of \['proportional', 'temperature', 'round_robin'\]"
     ):
-        make_args(tmp_path, task_sampling="uniform")
+        tiny_training_args(tmp_path, task_sampling="uniform")
