@@ -280,6 +280,8 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
                 f"missing {missing}, unexpected {unexpected}."
             )
         model.tokenizer = tokenizer
+        # The Trainer aligns the config's special-token ids with the tokenizer (and says so); record them up front.
+        model.config.pad_token_id = tokenizer.pad_token_id
         return model
 
     @classmethod
