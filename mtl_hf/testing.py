@@ -233,3 +233,25 @@ def changed_parameters(before: dict[str, torch.Tensor], after: dict[str, torch.T
     import torch
 
     return {name for name in before if not torch.equal(before[name], after[name])}
+
+
+TINY_TEXTS = ["the movie was good fun", "bad boring film", "john lives in paris", "mary visited london"]
+
+
+def tiny_task_datasets(tokenizer, tasks: list[dict] | None = None, names: tuple[str, ...] | None = None) -> dict:
+    """Four tokenised rows per task of `tasks` (default `TINY_TASKS`), with task ids in that order.
+
+    Labels: topic / sentiment class ids, NER tags 0-2 on every word token (-100 on [CLS]/[SEP]), similarity floats.
+    With batch size 4 this is one batch per task and epoch. `names` keeps only those tasks.
+    """
+    from datasets import Dataset
+
+    tasks = TINY_TASKS if tasks is None else tasks
+    encoded = tokenizer(TINY_TEXTS)
+    tags = [[-100] + [i % 3 for i in range(len(ids) - 2)] + [-100] for ids in encoded["input_ids"]]
+    labels = {"topic": [0, 1, 2, 0], "sentiment": [1, 0, 1, 0], "ner": tags, "similarity": [0.9, 0.1, 0.5, 0.3]}
+    return {
+        task["name"]: Dataset.from_dict({**encoded, "labels": labels[task["name"]], "task_ids": [i] * len(TINY_TEXTS)})
+        for i, task in enumerate(tasks)
+        if names is None or task["name"] in names
+    }

@@ -13,7 +13,6 @@ import re
 
 import pytest
 import torch
-from datasets import Dataset
 from transformers import AutoModel, TrainerCallback
 
 from mtl_hf import MultiTaskModel
@@ -28,10 +27,12 @@ from mtl_hf.freezing import (
 )
 from mtl_hf.testing import (
     TINY_TASKS,
+    TINY_TEXTS,
     changed_parameters,
     parameter_snapshot,
     save_tiny_checkpoint,
     tiny_model,
+    tiny_task_datasets,
     tiny_training_args,
     write_tiny_run_config,
 )
@@ -56,22 +57,10 @@ SPECS = {
     ),
 }
 
-TEXTS = ["the movie was good fun", "bad boring film", "john lives in paris", "mary visited london"]
+TEXTS = TINY_TEXTS
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def task_datasets(tokenizer, tasks=("topic", "sentiment", "ner", "similarity")) -> dict[str, Dataset]:
-    """Four rows per task of `TINY_TASKS` (ids in its order): with batch size 4, one batch per task and epoch."""
-    encoded = tokenizer(TEXTS)
-    tags = [[-100] + [i % 3 for i in range(len(ids) - 2)] + [-100] for ids in encoded["input_ids"]]
-    labels = {"topic": [0, 1, 2, 0], "sentiment": [1, 0, 1, 0], "ner": tags, "similarity": [0.9, 0.1, 0.5, 0.3]}
-    ids = {task["name"]: i for i, task in enumerate(TINY_TASKS)}
-    return {
-        name: Dataset.from_dict({**encoded, "labels": labels[name], "task_ids": [ids[name]] * len(TEXTS)})
-        for name in tasks
-    }
 
 
 def expected_frozen(model, arch: str, spec_id: str) -> set[str]:
@@ -195,7 +184,7 @@ def test_training_changes_exactly_the_unfrozen_weights(base_models, tmp_path, ar
     initial = parameter_snapshot(model)
     lr = 1e-2 if optim == "adamw_torch" else 0.5
     args = tiny_training_args(tmp_path, max_steps=4, optim=optim, learning_rate=lr, weight_decay=0.1)
-    trainer = MultiTaskTrainer(model=model, args=args, train_dataset=task_datasets(model.tokenizer))
+    trainer = MultiTaskTrainer(model=model, args=args, train_dataset=tiny_task_datasets(model.tokenizer))
     trainer.train()
 
     # One batch of each of the four tasks, so every head took a step.
@@ -225,7 +214,7 @@ def test_gradual_unfreezing_every_steps_opens_top_layer_first_then_lower_then_em
         tmp_path, max_steps=7, weight_decay=0.1, gradual_unfreezing={"layers_per_stage": 1, "every_steps": 2}
     )
     trainer = MultiTaskTrainer(
-        model=model, args=args, train_dataset=task_datasets(model.tokenizer), callbacks=[snapshots]
+        model=model, args=args, train_dataset=tiny_task_datasets(model.tokenizer), callbacks=[snapshots]
     )
     unfreezers = [cb for cb in trainer.callback_handler.callbacks if isinstance(cb, GradualUnfreezeCallback)]
     assert len(unfreezers) == 1
@@ -264,7 +253,7 @@ def test_gradual_unfreezing_every_epochs(base_models, tmp_path):
     snapshots = Snapshots()
     schedule = {"layers_per_stage": 1, "every_epochs": 1, "unfreeze_embeddings": False}
     args = tiny_training_args(tmp_path, num_train_epochs=3, weight_decay=0.1, gradual_unfreezing=schedule)
-    data = task_datasets(model.tokenizer, tasks=("topic", "ner"))
+    data = tiny_task_datasets(model.tokenizer, names=("topic", "ner"))
     trainer = MultiTaskTrainer(model=model, args=args, train_dataset=data, callbacks=[snapshots])
     trainer.train()
 

@@ -7,7 +7,6 @@ import re
 
 import pytest
 import torch
-from datasets import Dataset
 from peft import PeftModel
 from transformers import AutoModel
 
@@ -16,10 +15,12 @@ from mtl_hf.cli import main
 from mtl_hf.lora import apply_lora, default_target_modules, load_lora, merge_lora, save_lora
 from mtl_hf.testing import (
     TINY_TASKS,
+    TINY_TEXTS,
     changed_parameters,
     parameter_snapshot,
     save_tiny_checkpoint,
     tiny_model,
+    tiny_task_datasets,
     tiny_training_args,
     write_tiny_run_config,
 )
@@ -27,23 +28,12 @@ from mtl_hf.trainer import MultiTaskTrainer
 
 ARCHITECTURES = ["bert", "distilbert"]
 TARGETS = {"bert": ["query", "value"], "distilbert": ["q_lin", "v_lin"]}
-TEXTS = ["the movie was good fun", "bad boring film", "john lives in paris", "mary visited london"]
+TEXTS = TINY_TEXTS
 LORA_NAME = re.compile(r"^base_model\.model\.backbone\..*\.(\w+)\.lora_[AB]\.default\.weight$")
 HEAD_NAME = re.compile(r"^base_model\.model\.heads\.(\w+)\.modules_to_save\.default\.linear\.(weight|bias)$")
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def task_datasets(tokenizer) -> dict[str, Dataset]:
-    """Four rows for each task of `TINY_TASKS`: one batch of 4 per task."""
-    encoded = tokenizer(TEXTS)
-    tags = [[-100] + [i % 3 for i in range(len(ids) - 2)] + [-100] for ids in encoded["input_ids"]]
-    labels = {"topic": [0, 1, 2, 0], "sentiment": [1, 0, 1, 0], "ner": tags, "similarity": [0.9, 0.1, 0.5, 0.3]}
-    return {
-        task["name"]: Dataset.from_dict({**encoded, "labels": labels[task["name"]], "task_ids": [i] * len(TEXTS)})
-        for i, task in enumerate(TINY_TASKS)
-    }
 
 
 def outputs(model, texts=TEXTS) -> dict[str, torch.Tensor]:
@@ -76,7 +66,7 @@ def trained(request, base_models, tmp_path_factory):
     initial = parameter_snapshot(peft_model)
     output_dir = tmp_path_factory.mktemp(f"lora_{arch}")
     args = tiny_training_args(output_dir, max_steps=4, learning_rate=5e-2, weight_decay=0.1)
-    trainer = MultiTaskTrainer(model=peft_model, args=args, train_dataset=task_datasets(base.tokenizer))
+    trainer = MultiTaskTrainer(model=peft_model, args=args, train_dataset=tiny_task_datasets(base.tokenizer))
     trainer.train()
     adapter_dir = save_lora(peft_model, output_dir / "adapter")
     return {

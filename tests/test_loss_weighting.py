@@ -6,12 +6,18 @@ import re
 
 import pytest
 import torch
-from datasets import Dataset
 from transformers import AutoModel
 
 from mtl_hf.data import MultiTaskDataCollator
 from mtl_hf.modeling import MultiTaskConfig, MultiTaskModel
-from mtl_hf.testing import tiny_encoder_config, tiny_model, tiny_tokenizer, tiny_training_args
+from mtl_hf.testing import (
+    TINY_TEXTS,
+    tiny_encoder_config,
+    tiny_model,
+    tiny_task_datasets,
+    tiny_tokenizer,
+    tiny_training_args,
+)
 from mtl_hf.trainer import MultiTaskTrainer
 
 # Distinct loss weights, a token task (c = 1) and a regression task (c = 1/2), in a non-alphabetical order.
@@ -23,17 +29,7 @@ TASKS = [
 ]
 WEIGHTS = {task["name"]: task["loss_weight"] for task in TASKS}
 C = {"topic": 1.0, "ner": 1.0, "similarity": 0.5, "sentiment": 1.0}
-TEXTS = ["the movie was good fun", "bad boring film", "john lives in paris", "mary visited london"]
-
-
-def task_datasets(tokenizer) -> dict[str, Dataset]:
-    encoded = tokenizer(TEXTS)
-    tags = [[-100] + [i % 3 for i in range(len(ids) - 2)] + [-100] for ids in encoded["input_ids"]]
-    labels = {"topic": [0, 1, 2, 0], "ner": tags, "similarity": [0.9, 0.1, 0.5, 0.3], "sentiment": [1, 0, 1, 0]}
-    return {
-        task["name"]: Dataset.from_dict({**encoded, "labels": labels[task["name"]], "task_ids": [i] * len(TEXTS)})
-        for i, task in enumerate(TASKS)
-    }
+TEXTS = TINY_TEXTS
 
 
 def hand_uncertainty_loss(task_losses: dict[str, torch.Tensor], log_vars: torch.Tensor) -> torch.Tensor:
@@ -58,7 +54,7 @@ def trained(tmp_path_factory):
     model = tiny_model(TASKS, loss_weighting="uncertainty")
     output_dir = tmp_path_factory.mktemp("uncertainty")
     args = tiny_training_args(output_dir, max_steps=8, learning_rate=5e-2, weight_decay=0.5)
-    trainer = MultiTaskTrainer(model=model, args=args, train_dataset=task_datasets(model.tokenizer))
+    trainer = MultiTaskTrainer(model=model, args=args, train_dataset=tiny_task_datasets(model.tokenizer, TASKS))
     trainer.train()
     return trainer
 
@@ -110,7 +106,7 @@ def test_uncertainty_forward_loss_on_a_mixed_batch(uncertainty_model):
     with torch.no_grad():
         uncertainty_model.task_log_vars.copy_(torch.tensor([0.2, 0.4, -0.6, 1.0]))
     uncertainty_model.eval()
-    datasets = task_datasets(uncertainty_model.tokenizer)
+    datasets = tiny_task_datasets(uncertainty_model.tokenizer, TASKS)
     batch = MultiTaskDataCollator(uncertainty_model.tokenizer)([datasets[name][0] for name in WEIGHTS])
     out = uncertainty_model(**batch)
     assert set(out.task_losses) == set(WEIGHTS)
